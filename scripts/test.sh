@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, builds with warnings as
+# errors under ASan+UBSan, runs each libFuzzer target for a bounded time, then every ctest suite
+# (unit, integration and fault tests start their own redis-server on free loopback ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+
+BUILD=${CELERIAC_TEST_BUILD:-build/test}
+cmake -S . -B "$BUILD" -DCELERIAC_WERROR=ON -DCELERIAC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$BUILD" -j"$(nproc)"
+
+if [ -f tests/fuzz/CMakeLists.txt ]; then
+  scripts/fuzz.sh "${CELERIAC_FUZZ_SECONDS:-30}"
+fi
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+cd "$BUILD"
+ctest --output-on-failure --timeout 600

@@ -1,0 +1,151 @@
+/* Test harness: process control for redis-server and celeriac daemons, and the CUnit runner. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+long long th_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void th_sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+int th_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
+    return port;
+}
+
+bool th_wait_port(int port, int timeout_ms) {
+    long long end = th_now_ms() + timeout_ms;
+    while (th_now_ms() < end) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok) return true;
+        th_sleep_ms(20);
+    }
+    return false;
+}
+
+pid_t th_spawn(char *const argv[], const char *logfile) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    if (logfile) {
+        int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+    }
+    execvp(argv[0], argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+int th_stop(pid_t pid, int sig, int timeout_ms) {
+    int status = 0;
+    if (pid <= 0) return -1;
+    kill(pid, sig);
+    long long end = th_now_ms() + timeout_ms;
+    while (th_now_ms() < end) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD)) return status;
+        th_sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+static bool redis_launch(th_redis *r) {
+    char conf_path[300];
+    snprintf(conf_path, sizeof conf_path, "%s/redis.conf", r->dir);
+    FILE *f = fopen(conf_path, "w");
+    if (!f) return false;
+    fprintf(f,
+            "port %d\nbind 127.0.0.1\ndir %s\nsave \"\"\nappendonly yes\nappendfsync always\n"
+            "maxmemory-policy noeviction\nenable-debug-command local\nlogfile %s/redis.log\n"
+            "%s\n",
+            r->port, r->dir, r->dir, r->conf);
+    fclose(f);
+    char *argv[] = {"redis-server", conf_path, NULL};
+    r->pid = th_spawn(argv, NULL);
+    return th_wait_port(r->port, 10000);
+}
+
+bool th_redis_start(th_redis *r, const char *extra_conf) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "%s/celeriac-redis-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(r->dir)) return false;
+    snprintf(r->conf, sizeof r->conf, "%s", extra_conf ? extra_conf : "");
+    r->port = th_free_port();
+    return redis_launch(r);
+}
+
+bool th_redis_restart(th_redis *r) {
+    return redis_launch(r);
+}
+
+void th_redis_kill(th_redis *r) {
+    th_stop(r->pid, SIGKILL, 5000);
+    r->pid = 0;
+}
+
+void th_redis_stop(th_redis *r) {
+    if (r->pid > 0) th_stop(r->pid, SIGTERM, 5000);
+    r->pid = 0;
+    if (r->dir[0]) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", r->dir);
+    }
+}
+
+redisContext *th_redis_connect(const th_redis *r) {
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+int th_run(const char *suite, const th_test *tests) {
+    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+    CU_pSuite s = CU_add_suite(suite, NULL, NULL);
+    for (const th_test *t = tests; t->name; t++) CU_add_test(s, t->name, t->fn);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    int failures = (int)CU_get_number_of_failures() + (int)CU_get_number_of_tests_failed();
+    CU_cleanup_registry();
+    return failures ? 1 : 0;
+}
