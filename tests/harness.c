@@ -139,6 +139,60 @@ redisContext *th_redis_connect(const th_redis *r) {
     return c;
 }
 
+const char *th_bin(const char *rel) {
+    static char path[4][512];
+    static int slot;
+    char *p = path[slot++ % 4];
+    snprintf(p, sizeof path[0], "%s/%s", CELERIAC_BINARY_DIR, rel);
+    return p;
+}
+
+static void proc_log_path(th_proc *p, const char *kind) {
+    static int n;
+    snprintf(p->log, sizeof p->log, "%s/celeriac-%s-%d-%d.log",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", kind, (int)getpid(), n++);
+}
+
+/* argv = fixed flags followed by the caller's extra flags. */
+static pid_t spawn_with(char **fixed, int nfixed, char *const extra[], const char *log) {
+    char *argv[64];
+    int n = 0;
+    for (int i = 0; i < nfixed && n < 62; i++) argv[n++] = fixed[i];
+    for (int i = 0; extra && extra[i] && n < 62; i++) argv[n++] = extra[i];
+    argv[n] = NULL;
+    return th_spawn(argv, log);
+}
+
+bool th_broker_start(th_proc *b, const th_redis *r, char *const extra[]) {
+    memset(b, 0, sizeof *b);
+    b->port = th_free_port();
+    proc_log_path(b, "broker");
+    char port[16], rport[16];
+    snprintf(port, sizeof port, "%d", b->port);
+    snprintf(rport, sizeof rport, "%d", r->port);
+    char *fixed[] = {(char *)th_bin("server/celeriacd"), "--listen", "127.0.0.1", "--port", port,
+                     "--redis-port", rport, "--log-level", "debug"};
+    b->pid = spawn_with(fixed, 9, extra, b->log);
+    return th_wait_port(b->port, 10000);
+}
+
+bool th_worker_start(th_proc *w, int broker_port, char *const extra[]) {
+    memset(w, 0, sizeof *w);
+    proc_log_path(w, "worker");
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", broker_port);
+    char *fixed[] = {(char *)th_bin("worker/celeriac-worker"), "--broker", addr, "--log-level",
+                     "debug"};
+    w->pid = spawn_with(fixed, 5, extra, w->log);
+    return w->pid > 0;
+}
+
+int th_proc_stop(th_proc *p, int sig) {
+    int st = th_stop(p->pid, sig, 10000);
+    p->pid = 0;
+    return st;
+}
+
 int th_run(const char *suite, const th_test *tests) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite(suite, NULL, NULL);

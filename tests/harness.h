@@ -39,6 +39,24 @@ pid_t th_spawn(char *const argv[], const char *logfile);
 /* Sends sig and waits up to timeout_ms for exit; SIGKILL after that. Returns the wait status. */
 int th_stop(pid_t pid, int sig, int timeout_ms);
 
+/* A celeriacd or celeriac-worker started from this build tree, logging to a file under the
+ * temp dir (kept when a test fails, for reading). */
+typedef struct th_proc {
+    pid_t pid;
+    int port; /* brokers: the port it listens on */
+    char log[300];
+} th_proc;
+
+/* Path of a binary built by this tree, e.g. th_bin("server/celeriacd"). */
+const char *th_bin(const char *rel);
+/* Starts celeriacd on a free port against redis r; extra: NULL-terminated extra flags or NULL.
+ * Returns once the port accepts connections. */
+bool th_broker_start(th_proc *b, const th_redis *r, char *const extra[]);
+/* Starts celeriac-worker against the broker on broker_port with extra flags. */
+bool th_worker_start(th_proc *w, int broker_port, char *const extra[]);
+/* Sends sig (SIGTERM for a clean stop, SIGKILL for a crash) and reaps the process. */
+int th_proc_stop(th_proc *p, int sig);
+
 /* Registers one suite with its tests (NULL-terminated {name, fn} pairs) and runs all registered
  * suites when run is true. Returns the number of failures (the process exit code). */
 typedef struct th_test {
