@@ -170,8 +170,15 @@ bool th_broker_start(th_proc *b, const th_redis *r, char *const extra[]) {
     char port[16], rport[16];
     snprintf(port, sizeof port, "%d", b->port);
     snprintf(rport, sizeof rport, "%d", r->port);
-    char *fixed[] = {(char *)th_bin("server/celeriacd"), "--listen", "127.0.0.1", "--port", port,
-                     "--redis-port", rport, "--log-level", "debug"};
+    char *fixed[] = {(char *)th_bin("server/celeriacd"),
+                     "--listen",
+                     "127.0.0.1",
+                     "--port",
+                     port,
+                     "--redis-port",
+                     rport,
+                     "--log-level",
+                     "debug"};
     b->pid = spawn_with(fixed, 9, extra, b->log);
     return th_wait_port(b->port, 10000);
 }

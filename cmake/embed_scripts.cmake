@@ -1,0 +1,15 @@
+# Writes OUT: a C file with each Lua script (prelude prepended) as a string, and a lookup.
+# Run at build time: cmake -DSCRIPTS_DIR=... -DOUT=... -DNAMES=a,b -P embed_scripts.cmake
+file(READ "${SCRIPTS_DIR}/prelude.lua" prelude HEX)
+string(REPLACE "," ";" NAMES "${NAMES}")
+set(body "/* Generated from server/scripts by cmake/embed_scripts.cmake. */\n#include <string.h>\n#include \"scripts.h\"\n")
+set(table "")
+foreach(name ${NAMES})
+  file(READ "${SCRIPTS_DIR}/${name}.lua" src HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${prelude}0a${src}")
+  string(APPEND body "static const char script_${name}[] = {${bytes}0x00};\n")
+  string(APPEND table "    {\"${name}\", script_${name}},\n")
+endforeach()
+string(APPEND body "static const struct { const char *name, *src; } scripts[] = {\n${table}};\n")
+string(APPEND body "const char *cel_script_source(const char *name) {\n    for (size_t i = 0; i < sizeof scripts / sizeof *scripts; i++)\n        if (strcmp(scripts[i].name, name) == 0) return scripts[i].src;\n    return NULL;\n}\n")
+file(WRITE "${OUT}" "${body}")

@@ -1,0 +1,159 @@
+/* celeriacd's shared types: the server, its client connections, queues with their consuming
+ * workers, and the operations each part offers the others. One header, as the broker is one
+ * process with one event loop and no locks. */
+#ifndef CELERIAC_BROKER_H
+#define CELERIAC_BROKER_H
+
+#include <celeriac/proto.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <sys/queue.h>
+
+#include "config.h"
+#include "log.h"
+#include "redis.h"
+
+typedef struct cel_server cel_server;
+typedef struct cel_client cel_client;
+typedef struct cel_queue cel_queue;
+
+typedef enum cel_client_state {
+    CS_SNIFF,  /* nothing read yet: the first byte picks binary or text */
+    CS_HELLO,  /* binary, waiting for hello */
+    CS_BINARY, /* binary, hello done */
+    CS_TEXT,   /* text protocol */
+    CS_CLOSED  /* socket gone; freed when the last Redis callback holding it returns */
+} cel_client_state;
+
+/* A task leased to a worker over this connection: requeued at once if the connection drops. */
+typedef struct cel_lease {
+    cel_queue *queue;
+    char id[CEL_ID_MAX + 1];
+    uint64_t token;
+} cel_lease;
+
+struct cel_client {
+    TAILQ_ENTRY(cel_client) link;
+    cel_server *srv;
+    struct bufferevent *bev;
+    uint64_t id;
+    cel_client_state state;
+    int refs; /* Redis callbacks in flight that point here */
+    char addr[64];
+    bool loopback;
+    char name[128];
+    bool worker;
+    bool read_paused;  /* output backed up past --output-soft */
+    bool closing;      /* an error was sent; close once it is written */
+    bool text_discard; /* text: dropping the rest of an over-long line */
+    uint32_t credits;
+    cel_queue **queues;
+    size_t nqueues;
+    cel_lease *leases;
+    size_t nleases, cap_leases;
+    struct event *timer; /* hello deadline, then idle timeout */
+    long long last_read_ms;
+};
+
+struct cel_queue {
+    cel_queue *next;
+    char name[CEL_NAME_MAX + 1];
+    cel_client **workers;
+    size_t nworkers, cap_workers, rr;
+    bool dispatching; /* a dispatch script is in flight */
+    bool maybe_ready; /* tasks may be waiting in Redis */
+};
+
+typedef struct cel_counters {
+    unsigned long long connections_total, enqueued, dispatched, acked, failed, requeued,
+        protocol_errors, dropped_slow;
+} cel_counters;
+
+typedef struct cel_waiters cel_waiters;
+
+struct cel_server {
+    struct event_base *base;
+    cel_config *cfg;
+    cel_redis *redis;
+    struct evconnlistener *listener;
+    TAILQ_HEAD(, cel_client) clients;
+    int nclients;
+    uint64_t next_client_id;
+    char broker_id[17];
+    cel_queue *queues;
+    cel_waiters *waiters;
+    cel_buf out;       /* scratch for encoding one reply */
+    msgpack_zone zone; /* scratch for decoding one frame */
+    struct event *reaper, *poll, *accept_retry;
+    struct event *sig_term, *sig_int, *sig_hup;
+    cel_counters counters;
+    long long started_ms;
+    bool stopping;
+    int script[16];
+};
+
+enum {
+    SCRIPT_ENQUEUE,
+    SCRIPT_DISPATCH,
+    SCRIPT_SETTLE,
+    SCRIPT_REAP,
+    SCRIPT_STATUS,
+    SCRIPT_CANCEL,
+    SCRIPT_STATS,
+    SCRIPT__COUNT
+};
+
+long long cel_now_ms(void);
+
+/* server.c */
+int server_run(cel_config *cfg);
+void server_stop(cel_server *s);
+
+/* conn.c: connections */
+void conn_accept(cel_server *s, evutil_socket_t fd, struct sockaddr *sa, int salen);
+void conn_send(cel_client *c, const cel_msg *m);
+void conn_send_error(cel_client *c, uint64_t seq, cel_err code, const char *msg);
+void conn_close(cel_client *c, const char *why);
+void conn_close_after_write(cel_client *c);
+void client_ref(cel_client *c);
+/* Drops a reference; returns false (and frees c) when c is closed and this was the last. */
+bool client_unref(cel_client *c);
+bool client_alive(const cel_client *c);
+
+/* ops.c: what each binary request does */
+void ops_handle(cel_client *c, const cel_msg *m);
+/* Flushes the batch of enqueues/settles that c's frames in this read produced. */
+void ops_flush(cel_client *c);
+/* Puts tasks leased over a lost connection back in their queues (fenced by token). */
+void ops_requeue_leases(cel_server *s, const cel_lease *leases, size_t n);
+
+/* dispatch.c: credits and fairness */
+cel_queue *queue_get(cel_server *s, const char *name, size_t len);
+void dispatch_set_consumer(cel_client *c, const cel_msg *consume);
+void dispatch_kick(cel_server *s, cel_queue *q);
+void dispatch_kick_client(cel_client *c);
+void dispatch_client_gone(cel_client *c);
+/* Forgets a lease (ack/fail/expired); returns true if c held it. */
+bool dispatch_lease_done(cel_client *c, const char *id, size_t idlen);
+void dispatch_mark_ready(cel_server *s, const char *queue, size_t len);
+void dispatch_abort(cel_server *s, const char *worker, const char *id, uint64_t token);
+void dispatch_poll(cel_server *s);
+
+/* waiters.c: blocking wait for results */
+cel_waiters *waiters_new(cel_server *s);
+void waiters_free(cel_waiters *w);
+void waiters_add(cel_server *s, cel_client *c, uint64_t seq, const char *id, size_t idlen,
+                 uint64_t timeout_ms);
+void waiters_notify(cel_server *s, const char *id, size_t idlen);
+void waiters_client_gone(cel_server *s, cel_client *c);
+
+/* status.c: task_info replies from a status script reply */
+bool state_is_terminal(const char *st, size_t len);
+void status_reply(cel_client *c, uint64_t seq, const char *id, size_t idlen,
+                  const redisReply *hash);
+
+/* text.c: the line protocol */
+void text_input(cel_client *c);
+
+#endif

@@ -1,0 +1,279 @@
+/* One client connection's life: accept, sniff the first byte (binary or text), cut frames,
+ * enforce the per-connection limits (frame size, hello deadline, idle timeout, output buffer),
+ * and close. Protocol meaning lives in ops.c and text.c; this file only moves bytes. */
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+
+static void conn_free(cel_client *c) {
+    log_debug("client %llu freed", (unsigned long long)c->id);
+    free(c->queues);
+    free(c->leases);
+    free(c);
+}
+
+void client_ref(cel_client *c) {
+    c->refs++;
+}
+
+bool client_unref(cel_client *c) {
+    if (--c->refs > 0 || c->state != CS_CLOSED) return c->state != CS_CLOSED;
+    conn_free(c);
+    return false;
+}
+
+bool client_alive(const cel_client *c) {
+    return c->state != CS_CLOSED;
+}
+
+void conn_close(cel_client *c, const char *why) {
+    if (c->state == CS_CLOSED) return;
+    cel_server *s = c->srv;
+    log_debug("client %llu (%s) closed: %s", (unsigned long long)c->id, c->addr, why);
+    client_ref(c); /* the callbacks below may drop other references */
+    c->state = CS_CLOSED;
+    dispatch_client_gone(c);
+    waiters_client_gone(s, c);
+    if (c->timer) event_free(c->timer);
+    c->timer = NULL;
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    TAILQ_REMOVE(&s->clients, c, link);
+    s->nclients--;
+    if (s->listener && s->nclients < s->cfg->max_connections && !s->stopping)
+        evconnlistener_enable(s->listener);
+    client_unref(c);
+}
+
+/* Stops reading a client whose replies pile up (it pipelines and never reads), resumes once
+ * they drain, and drops it past the hard cap: memory per client stays bounded. */
+static void output_check(cel_client *c) {
+    size_t queued = evbuffer_get_length(bufferevent_get_output(c->bev));
+    const cel_config *cfg = c->srv->cfg;
+    if (queued > cfg->output_hard) {
+        c->srv->counters.dropped_slow++;
+        log_warn("client %llu (%s) dropped: %zu bytes of unread replies", (unsigned long long)c->id,
+                 c->addr, queued);
+        conn_close(c, "output buffer over hard limit");
+        return;
+    }
+    if (queued > cfg->output_soft && !c->read_paused) {
+        c->read_paused = true;
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_setwatermark(c->bev, EV_WRITE, cfg->output_soft / 2, 0);
+    }
+}
+
+void conn_send(cel_client *c, const cel_msg *m) {
+    if (c->state == CS_CLOSED) return;
+    cel_server *s = c->srv;
+    cel_error err;
+    cel_buf_reset(&s->out);
+    if (cel_msg_encode(&s->out, m, UINT32_MAX, &err) != CEL_OK) {
+        log_error("cannot encode %s reply: %s", cel_op_name(m->op), err.msg);
+        cel_buf_reset(&s->out);
+        cel_encode_error(&s->out, m->seq, CEL_E_INTERNAL, err.msg);
+    }
+    bufferevent_write(c->bev, s->out.data, s->out.len);
+    output_check(c);
+}
+
+void conn_send_error(cel_client *c, uint64_t seq, cel_err code, const char *msg) {
+    if (c->state == CS_CLOSED) return;
+    cel_server *s = c->srv;
+    if (code == CEL_E_PROTOCOL || code == CEL_E_TOO_BIG || code == CEL_E_TOO_DEEP)
+        s->counters.protocol_errors++;
+    if (c->state == CS_TEXT) {
+        evbuffer_add_printf(bufferevent_get_output(c->bev), "ERR %s %s\r\n", cel_err_name(code),
+                            msg);
+        return;
+    }
+    cel_buf_reset(&s->out);
+    cel_encode_error(&s->out, seq, code, msg);
+    bufferevent_write(c->bev, s->out.data, s->out.len);
+    output_check(c);
+}
+
+/* Closes once the replies already queued are written (the error that explains the close). */
+void conn_close_after_write(cel_client *c) {
+    if (c->state == CS_CLOSED || c->closing) return;
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_close(c, "closed");
+}
+
+/* Sends a protocol error and closes: after it the stream cannot be trusted. */
+static void conn_fatal(cel_client *c, uint64_t seq, cel_err code, const char *msg) {
+    conn_send_error(c, seq, code, msg);
+    conn_close_after_write(c);
+}
+
+static void handle_frame(cel_client *c, const uint8_t *body, uint32_t len) {
+    cel_server *s = c->srv;
+    cel_msg m;
+    cel_error err;
+    msgpack_zone_clear(&s->zone);
+    if (cel_msg_decode(body, len, &s->zone, CEL_DEFAULT_MAX_DEPTH, &m, &err) != CEL_OK) {
+        if (err.code == CEL_E_PROTOCOL || c->state == CS_HELLO)
+            conn_fatal(c, m.seq, err.code, err.msg);
+        else
+            conn_send_error(c, m.seq, err.code, err.msg);
+        return;
+    }
+    if (c->state == CS_HELLO && m.op != CEL_OP_HELLO) {
+        conn_fatal(c, m.seq, CEL_E_PROTOCOL, "the first message must be hello");
+        return;
+    }
+    ops_handle(c, &m);
+}
+
+/* Reads whole frames straight out of the socket buffer: a frame is made contiguous only when
+ * it is complete, and an oversize one is refused from its header alone. */
+static void read_binary(cel_client *c) {
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while ((c->state == CS_BINARY || c->state == CS_HELLO) && !c->closing) {
+        uint8_t hdr[CEL_FRAME_HEADER];
+        if (evbuffer_copyout(in, hdr, sizeof hdr) < (ev_ssize_t)sizeof hdr) break;
+        uint32_t len;
+        cel_error err;
+        if (cel_frame_header_parse(hdr, c->srv->cfg->max_frame, &len, &err) != CEL_OK) {
+            conn_fatal(c, 0, err.code, err.msg);
+            break;
+        }
+        /* Incomplete: the read watermark lets libevent buffer at most the rest of it. */
+        if (evbuffer_get_length(in) < CEL_FRAME_HEADER + (size_t)len) break;
+        const uint8_t *frame = evbuffer_pullup(in, CEL_FRAME_HEADER + (ssize_t)len);
+        handle_frame(c, frame + CEL_FRAME_HEADER, len);
+        if (c->state == CS_CLOSED) break;
+        evbuffer_drain(in, CEL_FRAME_HEADER + (size_t)len);
+    }
+    /* Requests read before an error still run; replies to a closed client are dropped. */
+    ops_flush(c);
+}
+
+static void on_read(struct bufferevent *bev, void *arg) {
+    cel_client *c = arg;
+    (void)bev;
+    if (c->closing) return;
+    c->last_read_ms = cel_now_ms();
+    if (c->state == CS_SNIFF) {
+        uint8_t first;
+        if (evbuffer_copyout(bufferevent_get_input(c->bev), &first, 1) < 1) return;
+        cel_sniff_kind k = cel_sniff(first);
+        if (k == CEL_SNIFF_BINARY) {
+            c->state = CS_HELLO;
+        } else if (k == CEL_SNIFF_TEXT && c->srv->cfg->text_mode != CEL_TEXT_OFF &&
+                   (c->loopback || c->srv->cfg->text_mode == CEL_TEXT_ON)) {
+            c->state = CS_TEXT;
+        } else {
+            evbuffer_add_printf(bufferevent_get_output(c->bev),
+                                k == CEL_SNIFF_REJECT ? "ERR PROTOCOL unknown protocol\r\n"
+                                : c->srv->cfg->text_mode == CEL_TEXT_OFF
+                                    ? "ERR PROTOCOL text protocol disabled (--text)\r\n"
+                                    : "ERR PROTOCOL text protocol allowed on loopback only "
+                                      "until auth exists (--text on)\r\n");
+            conn_close_after_write(c);
+            return;
+        }
+    }
+    if (c->state == CS_TEXT)
+        text_input(c);
+    else
+        read_binary(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg) {
+    cel_client *c = arg;
+    size_t left = evbuffer_get_length(bufferevent_get_output(bev));
+    if (c->closing && left == 0) {
+        conn_close(c, "closed after error");
+        return;
+    }
+    if (c->read_paused && !c->closing && left <= c->srv->cfg->output_soft / 2) {
+        c->read_paused = false;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        bufferevent_enable(bev, EV_READ);
+        on_read(bev, c); /* frames may be waiting already */
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg) {
+    (void)bev;
+    cel_client *c = arg;
+    if (what & BEV_EVENT_EOF)
+        conn_close(c, "peer closed");
+    else if (what & BEV_EVENT_ERROR)
+        conn_close(c, "socket error");
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    cel_client *c = arg;
+    const cel_config *cfg = c->srv->cfg;
+    if (c->state == CS_HELLO || c->state == CS_SNIFF) {
+        conn_close(c, "no hello before the deadline");
+        return;
+    }
+    long long idle = cel_now_ms() - c->last_read_ms;
+    if (cfg->idle_timeout_s > 0 && !c->worker && c->nleases == 0 &&
+        idle > (long long)cfg->idle_timeout_s * 1000) {
+        conn_close(c, "idle timeout");
+        return;
+    }
+    struct timeval tv = {cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : 3600, 0};
+    evtimer_add(c->timer, &tv);
+}
+
+static void describe_peer(cel_client *c, struct sockaddr *sa) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        c->loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        c->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    }
+    snprintf(c->addr, sizeof c->addr, "%s:%d", host, port);
+}
+
+void conn_accept(cel_server *s, evutil_socket_t fd, struct sockaddr *sa, int salen) {
+    (void)salen;
+    cel_client *c = calloc(1, sizeof *c);
+    struct bufferevent *bev = c ? bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev) {
+        free(c);
+        evutil_closesocket(fd);
+        log_error("out of memory accepting a connection");
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->srv = s, c->bev = bev, c->id = ++s->next_client_id, c->state = CS_SNIFF;
+    c->last_read_ms = cel_now_ms();
+    describe_peer(c, sa);
+    TAILQ_INSERT_TAIL(&s->clients, c, link);
+    s->counters.connections_total++;
+    if (++s->nclients >= s->cfg->max_connections) {
+        log_warn("connection limit %d reached; not accepting until one closes",
+                 s->cfg->max_connections);
+        evconnlistener_disable(s->listener);
+    }
+    /* Read no more than one maximal frame ahead of what has been processed. */
+    bufferevent_setwatermark(bev, EV_READ, 0, s->cfg->max_frame + CEL_FRAME_HEADER);
+    bufferevent_setcb(bev, on_read, on_write, on_event, c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    c->timer = evtimer_new(s->base, on_timer, c);
+    struct timeval tv = {s->cfg->hello_timeout_ms / 1000, (s->cfg->hello_timeout_ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+    log_debug("client %llu connected from %s", (unsigned long long)c->id, c->addr);
+}

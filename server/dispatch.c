@@ -1,0 +1,237 @@
+/* Dispatch: which worker gets which task. A worker's credits bound the tasks it holds; each
+ * queue hands its ready tasks round-robin to the workers that consume it and have credit left,
+ * one lease script call per batch, one call in flight per queue. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+
+cel_queue *queue_get(cel_server *s, const char *name, size_t len) {
+    for (cel_queue *q = s->queues; q; q = q->next)
+        if (strlen(q->name) == len && memcmp(q->name, name, len) == 0) return q;
+    if (len > CEL_NAME_MAX) return NULL;
+    cel_queue *q = calloc(1, sizeof *q);
+    if (!q) return NULL;
+    memcpy(q->name, name, len);
+    q->maybe_ready = true;
+    q->next = s->queues;
+    s->queues = q;
+    return q;
+}
+
+static void queue_remove_worker(cel_queue *q, cel_client *c) {
+    for (size_t i = 0; i < q->nworkers; i++) {
+        if (q->workers[i] != c) continue;
+        memmove(&q->workers[i], &q->workers[i + 1], (q->nworkers - i - 1) * sizeof *q->workers);
+        q->nworkers--;
+        return;
+    }
+}
+
+static bool queue_add_worker(cel_queue *q, cel_client *c) {
+    if (q->nworkers == q->cap_workers) {
+        size_t cap = q->cap_workers ? q->cap_workers * 2 : 4;
+        cel_client **w = realloc(q->workers, cap * sizeof *w);
+        if (!w) return false;
+        q->workers = w, q->cap_workers = cap;
+    }
+    q->workers[q->nworkers++] = c;
+    return true;
+}
+
+static void detach_queues(cel_client *c) {
+    for (size_t i = 0; i < c->nqueues; i++) queue_remove_worker(c->queues[i], c);
+    free(c->queues);
+    c->queues = NULL;
+    c->nqueues = 0;
+}
+
+void dispatch_set_consumer(cel_client *c, const cel_msg *m) {
+    detach_queues(c);
+    c->worker = true;
+    c->credits = (uint32_t)m->credits;
+    c->queues = calloc(m->queues.n, sizeof *c->queues);
+    if (!c->queues) return;
+    for (uint32_t i = 0; i < m->queues.n; i++) {
+        cel_str name = cel_list_str(&m->queues, i);
+        cel_queue *q = queue_get(c->srv, name.ptr, name.len);
+        if (q && queue_add_worker(q, c)) c->queues[c->nqueues++] = q;
+    }
+}
+
+static uint32_t free_credits(const cel_client *c) {
+    return c->credits > c->nleases ? c->credits - (uint32_t)c->nleases : 0;
+}
+
+static bool lease_add(cel_client *c, cel_queue *q, const char *id, size_t len, uint64_t token) {
+    if (c->nleases == c->cap_leases) {
+        size_t cap = c->cap_leases ? c->cap_leases * 2 : 8;
+        cel_lease *l = realloc(c->leases, cap * sizeof *l);
+        if (!l) return false;
+        c->leases = l, c->cap_leases = cap;
+    }
+    cel_lease *l = &c->leases[c->nleases++];
+    l->queue = q, l->token = token;
+    memcpy(l->id, id, len);
+    l->id[len] = 0;
+    return true;
+}
+
+bool dispatch_lease_done(cel_client *c, const char *id, size_t len) {
+    for (size_t i = 0; i < c->nleases; i++) {
+        if (strncmp(c->leases[i].id, id, len) != 0 || c->leases[i].id[len] != 0) continue;
+        c->leases[i] = c->leases[--c->nleases];
+        return true;
+    }
+    return false;
+}
+
+typedef struct lease_call {
+    cel_queue *q;
+    cel_client *c;
+    uint32_t asked;
+} lease_call;
+
+static void push_task(cel_client *c, const redisReply *const *f) {
+    cel_msg t;
+    memset(&t, 0, sizeof t);
+    t.op = CEL_OP_TASK;
+    t.id = (cel_str){f[0]->str, (uint32_t)f[0]->len};
+    t.queue = cel_str_c(c->leases[c->nleases - 1].queue->name);
+    t.task = (cel_str){f[1]->str, (uint32_t)f[1]->len};
+    t.args.bytes = (const uint8_t *)f[2]->str, t.args.len = (uint32_t)f[2]->len;
+    t.attempt = (uint64_t)f[3]->integer;
+    t.token = (uint64_t)f[4]->integer;
+    t.lease_ms = (uint64_t)f[5]->integer;
+    t.present = 1u << CEL_F_ID | 1u << CEL_F_QUEUE | 1u << CEL_F_TASK | 1u << CEL_F_ARGS |
+                1u << CEL_F_ATTEMPT | 1u << CEL_F_TOKEN | 1u << CEL_F_LEASE_MS;
+    t.soft_ms = f[6]->str ? strtoull(f[6]->str, NULL, 10) : 0;
+    t.hard_ms = f[7]->str ? strtoull(f[7]->str, NULL, 10) : 0;
+    if (t.soft_ms) cel_msg_set(&t, CEL_F_SOFT_MS);
+    if (t.hard_ms) cel_msg_set(&t, CEL_F_HARD_MS);
+    conn_send(c, &t);
+}
+
+/* Leased tasks reach the worker; if it went away meanwhile they go straight back. */
+static void lease_done(const redisReply *rep, const cel_error *err, void *arg) {
+    lease_call *lc = arg;
+    cel_queue *q = lc->q;
+    cel_client *c = lc->c;
+    cel_server *s = c->srv;
+    q->dispatching = false;
+    size_t n = rep && rep->type == REDIS_REPLY_ARRAY ? rep->elements / 8 : 0;
+    cel_lease orphans[64];
+    size_t norphans = 0;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *const *f = (const redisReply *const *)&rep->element[8 * i];
+        uint64_t token = (uint64_t)f[4]->integer;
+        if (client_alive(c) && lease_add(c, q, f[0]->str, f[0]->len, token)) {
+            push_task(c, f);
+            s->counters.dispatched++;
+            continue;
+        }
+        cel_lease *o = &orphans[norphans++];
+        o->queue = q, o->token = token;
+        snprintf(o->id, sizeof o->id, "%.*s", (int)f[0]->len, f[0]->str);
+        if (norphans == 64) ops_requeue_leases(s, orphans, norphans), norphans = 0;
+    }
+    ops_requeue_leases(s, orphans, norphans);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        if (err) log_debug("dispatch from %s failed: %s", q->name, err->msg);
+    } else if (n < lc->asked) {
+        q->maybe_ready = false;
+    }
+    client_unref(c);
+    free(lc);
+    if (rep) dispatch_kick(s, q);
+}
+
+static cel_client *next_worker(cel_queue *q) {
+    for (size_t k = 0; k < q->nworkers; k++) {
+        cel_client *c = q->workers[(q->rr + k) % q->nworkers];
+        if (free_credits(c) > 0 && !c->closing) {
+            q->rr = (q->rr + k + 1) % q->nworkers;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static void dispatch_one(cel_server *s, cel_queue *q) {
+    if (q->dispatching || !q->maybe_ready || s->stopping || !cel_redis_ready(s->redis)) return;
+    cel_client *c = next_worker(q);
+    if (!c) return;
+    uint32_t n = free_credits(c);
+    if (n > (uint32_t)s->cfg->dispatch_batch) n = (uint32_t)s->cfg->dispatch_batch;
+    lease_call *lc = malloc(sizeof *lc);
+    if (!lc) return;
+    lc->q = q, lc->c = c, lc->asked = n;
+    client_ref(c);
+    char nbuf[16], lease[24], worker[64];
+    snprintf(nbuf, sizeof nbuf, "%u", n);
+    snprintf(lease, sizeof lease, "%d", s->cfg->lease_ms);
+    snprintf(worker, sizeof worker, "%s/%llu", s->broker_id, (unsigned long long)c->id);
+    const char *argv[] = {s->cfg->prefix, q->name, nbuf, lease, worker};
+    cel_error err;
+    q->dispatching = true;
+    if (cel_redis_script(s->redis, s->script[SCRIPT_DISPATCH], 5, argv, NULL, lease_done, lc,
+                         &err) != CEL_OK) {
+        q->dispatching = false;
+        client_unref(c);
+        free(lc);
+    }
+}
+
+void dispatch_kick(cel_server *s, cel_queue *q) {
+    if (q) return dispatch_one(s, q);
+    for (cel_queue *it = s->queues; it; it = it->next) dispatch_one(s, it);
+}
+
+void dispatch_kick_client(cel_client *c) {
+    for (size_t i = 0; i < c->nqueues; i++) dispatch_one(c->srv, c->queues[i]);
+}
+
+void dispatch_mark_ready(cel_server *s, const char *name, size_t len) {
+    for (cel_queue *q = s->queues; q; q = q->next) {
+        if (strlen(q->name) != len || memcmp(q->name, name, len) != 0) continue;
+        q->maybe_ready = true;
+        dispatch_one(s, q);
+        return;
+    }
+}
+
+void dispatch_client_gone(cel_client *c) {
+    detach_queues(c);
+    /* Beanstalkd-style: a worker that vanished gives its tasks back at once. */
+    ops_requeue_leases(c->srv, c->leases, c->nleases);
+    c->nleases = 0;
+}
+
+void dispatch_abort(cel_server *s, const char *worker, const char *id, uint64_t token) {
+    size_t blen = strlen(s->broker_id);
+    if (strncmp(worker, s->broker_id, blen) != 0 || worker[blen] != '/') return;
+    unsigned long long cid = strtoull(worker + blen + 1, NULL, 10);
+    cel_client *c;
+    TAILQ_FOREACH(c, &s->clients, link) {
+        if (c->id != cid) continue;
+        dispatch_lease_done(c, id, strlen(id));
+        cel_msg a;
+        memset(&a, 0, sizeof a);
+        a.op = CEL_OP_ABORT, a.id = cel_str_c(id), a.token = token,
+        a.reason = cel_str_c("cancelled");
+        a.present = 1u << CEL_F_ID | 1u << CEL_F_TOKEN | 1u << CEL_F_REASON;
+        conn_send(c, &a);
+        dispatch_kick_client(c);
+        return;
+    }
+}
+
+/* Queues with idle workers are re-checked now and then: tasks may arrive through another
+ * broker, or come due in Redis, without passing through this process. */
+void dispatch_poll(cel_server *s) {
+    for (cel_queue *q = s->queues; q; q = q->next) {
+        if (q->nworkers == 0) continue;
+        q->maybe_ready = true;
+        dispatch_one(s, q);
+    }
+}

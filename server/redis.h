@@ -1,0 +1,44 @@
+/* The broker's Redis connection: hiredis async on the broker's event base, with what hiredis
+ * 0.14 lacks — per-command timeouts (libevent timer), a bound on commands in flight, reconnect
+ * with jittered backoff, script loading with a NOSCRIPT fallback, and persistence warnings. */
+#ifndef CELERIAC_REDIS_H
+#define CELERIAC_REDIS_H
+
+#include <celeriac/proto.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+
+typedef struct cel_redis cel_redis;
+
+/* Called exactly once per command. On failure reply is NULL and err says why
+ * (CEL_E_UNAVAILABLE: down, timed out, reset; CEL_E_BUSY never arrives here, it is returned at
+ * submit time). Redis error replies other than NOSCRIPT and LOADING arrive as replies. */
+typedef void (*cel_redis_cb)(const redisReply *reply, const cel_error *err, void *arg);
+
+typedef struct cel_redis_stats {
+    unsigned long long commands, timeouts, reconnects, failures;
+    long long last_latency_us; /* latency of the last command answered */
+    bool ready;
+} cel_redis_stats;
+
+/* on_ready runs each time the connection becomes usable (first connect and every reconnect). */
+cel_redis *cel_redis_new(struct event_base *base, const cel_config *cfg,
+                         void (*on_ready)(void *arg), void *arg);
+/* Fails everything in flight with CEL_E_UNAVAILABLE and closes. */
+void cel_redis_free(cel_redis *r);
+bool cel_redis_ready(const cel_redis *r);
+size_t cel_redis_inflight(const cel_redis *r);
+void cel_redis_get_stats(const cel_redis *r, cel_redis_stats *out);
+
+/* Script sources are registered once at start-up, before cel_redis_new; the index is the id. */
+int cel_redis_script_register(const char *name, const char *source);
+
+/* Runs script `id` (EVALSHA with no keys; the scripts derive their keys from the prefix in
+ * their first argument). Returns CEL_E_UNAVAILABLE or CEL_E_BUSY without calling cb when the
+ * command cannot be sent now. */
+cel_err cel_redis_script(cel_redis *r, int id, int argc, const char **argv, const size_t *lens,
+                         cel_redis_cb cb, void *arg, cel_error *err);
+
+#endif

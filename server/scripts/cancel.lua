@@ -1,0 +1,24 @@
+-- cancel(prefix, id) → {state, queue, token, worker}: 'cancelled' (with token and worker when
+-- it was running, so the broker can tell that worker), a terminal state name when it had
+-- already ended, or 'NOT_FOUND'.
+local id = ARGV[2]
+local q = redis.call('GET', ik(id))
+if not q then return {'NOT_FOUND'} end
+local key = tk(q, id)
+local h = redis.call('HMGET', key, 'st', 'tok', 'w')
+local st = h[1]
+if not st then return {'NOT_FOUND'} end
+local now = now_ms()
+if st == 'queued' then
+  redis.call('ZREM', qk(q, 'ready'), id)
+elseif st == 'scheduled' or st == 'retrying' then
+  redis.call('ZREM', qk(q, 'delayed'), id)
+elseif st == 'active' then
+  redis.call('ZREM', qk(q, 'leased'), id)
+else
+  return {st, q}
+end
+redis.call('HSET', key, 'rs', 'cancelled')
+finish(q, id, key, 'cancelled', now)
+if st == 'active' then return {'cancelled', q, h[2], h[3]} end
+return {'cancelled', q}

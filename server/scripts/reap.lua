@@ -1,0 +1,28 @@
+-- reap(prefix, max) — run by every broker on a timer; safe to run concurrently because each
+-- move is atomic. Requeues tasks whose lease ran out and moves due delayed/retrying tasks to
+-- their ready queue. → flat list of (queue, moved) for queues where something moved.
+local max = tonumber(ARGV[2])
+local now = now_ms()
+local out = {}
+for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
+  local moved = 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', qk(q, 'leased'), '-inf', now, 'LIMIT', 0, max)) do
+    redis.call('ZREM', qk(q, 'leased'), id)
+    local key = tk(q, id)
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('HSET', key, 'rs', 'lease_expired')
+      make_ready(q, id, key)
+      moved = moved + 1
+    end
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', qk(q, 'delayed'), '-inf', now, 'LIMIT', 0, max)) do
+    redis.call('ZREM', qk(q, 'delayed'), id)
+    local key = tk(q, id)
+    if redis.call('EXISTS', key) == 1 then
+      make_ready(q, id, key)
+      moved = moved + 1
+    end
+  end
+  if moved > 0 then out[#out + 1] = q; out[#out + 1] = moved end
+end
+return out

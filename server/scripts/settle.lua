@@ -1,0 +1,74 @@
+-- settle(prefix, backoff_base_ms, backoff_cap_ms, poison_limit, n, then n × 8 fields:
+--   op ('ack', 'fail', 'touch', 'requeue'), queue, id, token, payload (result, error or
+--   lease_ms), retry (0/1), reason, jitter (0..1 from the broker))
+-- Every worker outcome goes through here, fenced by the token: a stale token changes nothing.
+-- → one status per entry: a state name, 'ok', or 'LEASE_EXPIRED' / 'NOT_FOUND'.
+local base, cap, poison = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+local now = now_ms()
+local out = {}
+
+local function fail(q, id, key, err, retry, reason, jitter)
+  redis.call('ZREM', qk(q, 'leased'), id)
+  local h = redis.call('HMGET', key, 'at', 'mr', 'kl')
+  local at, mr = tonumber(h[1]), tonumber(h[2])
+  redis.call('HSET', key, 'e', err, 'rs', reason)
+  if reason == 'cancelled' then
+    finish(q, id, key, 'cancelled', now)
+    return 'cancelled'
+  end
+  if reason == 'worker_lost' then
+    local kl = redis.call('HINCRBY', key, 'kl', 1)
+    if kl >= poison then
+      finish(q, id, key, 'dead', now)
+      redis.call('PERSIST', key); redis.call('PERSIST', ik(id))
+      redis.call('ZADD', qk(q, 'dead'), now, id)
+      return 'dead'
+    end
+  end
+  if retry == '1' and at <= mr then
+    -- Exponential backoff with the broker's jitter, so tasks failing together spread out.
+    local delay = math.min(cap, base * 2 ^ (at - 1))
+    delay = math.floor(delay / 2 + delay / 2 * tonumber(jitter))
+    redis.call('HSET', key, 'st', 'retrying')
+    redis.call('ZADD', qk(q, 'delayed'), now + delay, id)
+    return 'retrying'
+  end
+  if retry == '1' and mr > 0 then
+    finish(q, id, key, 'dead', now)
+    redis.call('PERSIST', key); redis.call('PERSIST', ik(id))
+    redis.call('ZADD', qk(q, 'dead'), now, id)
+    return 'dead'
+  end
+  finish(q, id, key, 'failed', now)
+  return 'failed'
+end
+
+for i = 0, n - 1 do
+  local b = 6 + i * 8
+  local op, q, id, tok = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  -- A worker resending an outcome after a reconnect no longer knows the lease's queue.
+  if q == '' then q = redis.call('GET', ik(id)) or '' end
+  local key = tk(q, id)
+  local h = redis.call('HMGET', key, 'st', 'tok')
+  if q == '' or not h[1] then
+    out[#out + 1] = 'NOT_FOUND'
+  elseif h[1] ~= 'active' or h[2] ~= tok then
+    out[#out + 1] = 'LEASE_EXPIRED'
+  elseif op == 'ack' then
+    redis.call('ZREM', qk(q, 'leased'), id)
+    redis.call('HSET', key, 'r', ARGV[b + 4])
+    finish(q, id, key, 'succeeded', now)
+    out[#out + 1] = 'succeeded'
+  elseif op == 'fail' then
+    out[#out + 1] = fail(q, id, key, ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7])
+  elseif op == 'touch' then
+    redis.call('ZADD', qk(q, 'leased'), 'XX', now + tonumber(ARGV[b + 4]), id)
+    out[#out + 1] = 'ok'
+  else
+    redis.call('ZREM', qk(q, 'leased'), id)
+    make_ready(q, id, key)
+    out[#out + 1] = 'queued'
+  end
+end
+return out

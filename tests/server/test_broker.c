@@ -1,0 +1,253 @@
+/* Broker delivery semantics against a real redis-server and a real celeriacd. */
+#include <sys/wait.h>
+
+#include "common.h"
+
+/* For tests that hold tasks without touching them. */
+static char *long_lease[] = {"--lease-ms", "60000", "--reaper-ms", "50", NULL};
+
+static void test_enqueue_dispatch_ack_round_trip(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, NULL));
+    tc p, w;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    const cel_msg *r = tc_enqueue_sync(&p, "default", "celeriac.echo", "task-1");
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->id), "task-1");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "queued");
+    CU_ASSERT_FALSE(r->existed);
+    r = tc_consume(&w, "default", 4);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    const cel_msg *t = tc_recv(&w, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    CU_ASSERT_STRING_EQUAL(tc_s(t->id), "task-1");
+    CU_ASSERT_STRING_EQUAL(tc_s(t->task), "celeriac.echo");
+    CU_ASSERT_EQUAL(t->attempt, 1);
+    CU_ASSERT(t->token > 0);
+    r = tc_status(&p, "task-1");
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_TASK_INFO);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "active");
+    cel_msg task = *t;
+    r = tc_ack(&w, &task);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+    r = tc_status(&p, "task-1");
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_TASK_INFO);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+    CU_ASSERT_EQUAL(r->attempt, 1);
+    CU_ASSERT(r->finished_ms >= r->created_ms && r->created_ms > 0);
+    tc_close(&p), tc_close(&w);
+    env_stop(&e);
+}
+
+static void test_enqueue_with_same_id_is_idempotent(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, long_lease));
+    tc p, w;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    const cel_msg *r = tc_enqueue_sync(&p, "q1", "t", "same-id");
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK && !r->existed);
+    r = tc_enqueue_sync(&p, "q1", "t", "same-id");
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    CU_ASSERT_TRUE(r->existed);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->id), "same-id");
+    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    tc_consume(&w, "q1", 10);
+    CU_ASSERT_PTR_NOT_NULL(tc_recv(&w, 3000));
+    CU_ASSERT_PTR_NULL(tc_recv(&w, 500)); /* exactly one task exists */
+    tc_close(&p), tc_close(&w);
+    env_stop(&e);
+}
+
+static void test_worker_disconnect_requeues_leased_tasks(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, long_lease));
+    tc p, w1, w2;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&w1, e.broker.port, "worker"));
+    tc_enqueue_sync(&p, "q", "t", "dc-1");
+    tc_consume(&w1, "q", 1);
+    const cel_msg *t = tc_recv(&w1, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    tc_close(&w1);
+    CU_ASSERT_FATAL(tc_connect(&w2, e.broker.port, "worker"));
+    long long start = th_now_ms();
+    tc_consume(&w2, "q", 1);
+    t = tc_recv(&w2, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    CU_ASSERT_STRING_EQUAL(tc_s(t->id), "dc-1");
+    CU_ASSERT_EQUAL(t->attempt, 2);
+    /* Back at once, not after the 60 s lease. */
+    CU_ASSERT(th_now_ms() - start < 2000);
+    tc_close(&p), tc_close(&w2);
+    env_stop(&e);
+}
+
+static void test_expired_lease_is_requeued_and_stale_ack_refused(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, NULL));
+    tc p, w1, w2;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&w1, e.broker.port, "worker"));
+    CU_ASSERT_FATAL(tc_connect(&w2, e.broker.port, "worker"));
+    tc_enqueue_sync(&p, "q", "t", "lease-1");
+    tc_consume(&w1, "q", 1);
+    const cel_msg *t = tc_recv(&w1, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    cel_msg first = *t;
+    char id1[64];
+    snprintf(id1, sizeof id1, "%s", tc_s(first.id));
+    first.id = cel_str_c(id1);
+    /* w1 hangs past its 400 ms lease: the reaper hands the task to w2. */
+    tc_consume(&w2, "q", 1);
+    t = tc_recv(&w2, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    CU_ASSERT_EQUAL(t->attempt, 2);
+    CU_ASSERT(t->token != first.token);
+    cel_msg second = *t;
+    char id2[64];
+    snprintf(id2, sizeof id2, "%s", tc_s(second.id));
+    second.id = cel_str_c(id2);
+    const cel_msg *r = tc_ack(&w1, &first);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_ERROR);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->code), "LEASE_EXPIRED");
+    r = tc_ack(&w2, &second);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    /* A task is acked at most once. */
+    r = tc_ack(&w2, &second);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_ERROR);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->code), "LEASE_EXPIRED");
+    tc_close(&p), tc_close(&w1), tc_close(&w2);
+    env_stop(&e);
+}
+
+static void test_touch_extends_lease(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, NULL));
+    tc p, w1, w2;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&w1, e.broker.port, "worker"));
+    CU_ASSERT_FATAL(tc_connect(&w2, e.broker.port, "worker"));
+    tc_enqueue_sync(&p, "q", "t", "touch-1");
+    tc_consume(&w1, "q", 1);
+    const cel_msg *t = tc_recv(&w1, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    uint64_t token = t->token;
+    tc_consume(&w2, "q", 1);
+    for (int i = 0; i < 8; i++) { /* 8 × 150 ms: three leases' worth */
+        cel_msg m;
+        tc_msg(&m, CEL_OP_TOUCH);
+        m.id = cel_str_c("touch-1"), m.token = token;
+        cel_msg_set(&m, CEL_F_ID), cel_msg_set(&m, CEL_F_TOKEN);
+        const cel_msg *r = tc_reply(&w1, tc_send(&w1, &m), 3000);
+        CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+        th_sleep_ms(150);
+    }
+    CU_ASSERT_PTR_NULL(tc_recv(&w2, 100)); /* never redelivered while touched */
+    tc_close(&p), tc_close(&w1), tc_close(&w2);
+    env_stop(&e);
+}
+
+static void test_wait_blocks_until_task_finishes(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, NULL));
+    tc p, w;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    tc_enqueue_sync(&p, "q", "t", "wait-1");
+    cel_msg m;
+    tc_msg(&m, CEL_OP_WAIT);
+    m.id = cel_str_c("wait-1"), m.timeout_ms = 10000;
+    cel_msg_set(&m, CEL_F_ID), cel_msg_set(&m, CEL_F_TIMEOUT_MS);
+    uint64_t seq = tc_send(&p, &m);
+    CU_ASSERT_PTR_NULL(tc_recv(&p, 300)); /* nothing until the task ends */
+    tc_consume(&w, "q", 1);
+    const cel_msg *t = tc_recv(&w, 3000);
+    CU_ASSERT_FATAL(t != NULL);
+    cel_msg task = *t;
+    long long acked = th_now_ms();
+    tc_ack(&w, &task);
+    const cel_msg *r = tc_reply(&p, seq, 5000);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_TASK_INFO);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+    CU_ASSERT(th_now_ms() - acked < 500); /* woken by the ack, not by a poll */
+    r = tc_wait(&p, "never-enqueued", 200);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_ERROR);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->code), "NOT_FOUND");
+    tc_enqueue_sync(&p, "q2", "t", "wait-2");
+    r = tc_wait(&p, "wait-2", 300);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_ERROR);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->code), "TIMEOUT");
+    tc_close(&p), tc_close(&w);
+    env_stop(&e);
+}
+
+static void test_credits_bound_tasks_in_flight(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, long_lease));
+    tc p, w;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    for (int i = 0; i < 10; i++) tc_enqueue(&p, "cq", "t", NULL);
+    for (int i = 0; i < 10; i++) CU_ASSERT_PTR_NOT_NULL(tc_recv(&p, 3000));
+    tc_consume(&w, "cq", 3);
+    cel_msg got[3];
+    char ids[3][64];
+    for (int i = 0; i < 3; i++) {
+        const cel_msg *t = tc_recv(&w, 3000);
+        CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+        got[i] = *t;
+        snprintf(ids[i], sizeof ids[i], "%s", tc_s(t->id));
+        got[i].id = cel_str_c(ids[i]);
+    }
+    CU_ASSERT_PTR_NULL(tc_recv(&w, 300)); /* no fourth task without credit */
+    cel_msg a;
+    tc_msg(&a, CEL_OP_ACK);
+    a.id = got[0].id, a.token = got[0].token;
+    cel_msg_set(&a, CEL_F_ID), cel_msg_set(&a, CEL_F_TOKEN);
+    tc_send(&w, &a);
+    int tasks = 0, oks = 0;
+    for (const cel_msg *m; (m = tc_recv(&w, 500));) {
+        tasks += m->op == CEL_OP_TASK;
+        oks += m->op == CEL_OP_OK;
+    }
+    CU_ASSERT_EQUAL(oks, 1);
+    CU_ASSERT_EQUAL(tasks, 1); /* one ack frees exactly one credit */
+    tc_close(&p), tc_close(&w);
+    env_stop(&e);
+}
+
+static void test_tasks_reach_waiting_worker_without_poll_delay(void) {
+    env e;
+    char *slow_poll[] = {"--poll-ms", "10000", NULL};
+    CU_ASSERT_FATAL(env_start(&e, slow_poll));
+    tc p, w;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    tc_consume(&w, "fast", 1);
+    th_sleep_ms(100);
+    long long start = th_now_ms();
+    tc_enqueue_sync(&p, "fast", "t", "fast-1");
+    const cel_msg *t = tc_recv(&w, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    CU_ASSERT(th_now_ms() - start < 1000); /* the 10 s poll never ran */
+    tc_close(&p), tc_close(&w);
+    env_stop(&e);
+}
+
+int main(void) {
+    static const th_test tests[] = {
+        {"enqueue, dispatch, ack round trip", test_enqueue_dispatch_ack_round_trip},
+        {"enqueue with the same id is idempotent", test_enqueue_with_same_id_is_idempotent},
+        {"worker disconnect requeues leased tasks", test_worker_disconnect_requeues_leased_tasks},
+        {"expired lease is requeued and the stale ack refused",
+         test_expired_lease_is_requeued_and_stale_ack_refused},
+        {"touch extends the lease", test_touch_extends_lease},
+        {"wait blocks until the task finishes", test_wait_blocks_until_task_finishes},
+        {"credits bound the tasks in flight", test_credits_bound_tasks_in_flight},
+        {"tasks reach a waiting worker without poll delay",
+         test_tasks_reach_waiting_worker_without_poll_delay},
+        {NULL, NULL}};
+    return th_run("broker", tests);
+}
