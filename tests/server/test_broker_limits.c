@@ -1,0 +1,155 @@
+/* Every broker limit has a default, a flag and a test: connections, output buffer, idle
+ * timeout, hello deadline, Redis commands in flight, frame size. */
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "common.h"
+
+static void test_connection_limit_pauses_accepting(void) {
+    env e;
+    char *flags[] = {"--max-connections", "2", NULL};
+    CU_ASSERT_FATAL(env_start(&e, flags));
+    tc a, b, c;
+    CU_ASSERT_FATAL(tc_connect(&a, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&b, e.broker.port, "producer"));
+    /* The third TCP connect completes in the kernel backlog, but no hello is answered. */
+    CU_ASSERT_FALSE(tc_connect(&c, e.broker.port, "producer"));
+    tc_close(&c);
+    tc_close(&a);
+    th_sleep_ms(100);
+    CU_ASSERT_TRUE(tc_connect(&c, e.broker.port, "producer"));
+    tc_close(&b), tc_close(&c);
+    env_stop(&e);
+}
+
+static void test_flooding_client_is_paused_and_others_unaffected(void) {
+    env e;
+    char *flags[] = {"--output-soft", "2048", "--output-hard", "1048576", NULL};
+    CU_ASSERT_FATAL(env_start(&e, flags));
+    tc flood, other;
+    CU_ASSERT_FATAL(tc_connect(&flood, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&other, e.broker.port, "producer"));
+    /* 20000 pings, never reading a reply. */
+    cel_buf b;
+    cel_buf_init(&b);
+    for (int i = 0; i < 20000; i++) {
+        cel_msg m;
+        tc_msg(&m, CEL_OP_PING);
+        m.seq = (uint64_t)i + 1000, cel_msg_set(&m, CEL_F_SEQ);
+        cel_msg_encode(&b, &m, UINT32_MAX, NULL);
+    }
+    int flags_nb = fcntl(flood.fd, F_GETFL);
+    fcntl(flood.fd, F_SETFL, flags_nb | O_NONBLOCK);
+    size_t sent = 0;
+    long long end = th_now_ms() + 2000;
+    while (sent < b.len && th_now_ms() < end) {
+        ssize_t n = send(flood.fd, b.data + sent, b.len - sent, MSG_NOSIGNAL);
+        if (n > 0)
+            sent += (size_t)n;
+        else
+            th_sleep_ms(5);
+    }
+    fcntl(flood.fd, F_SETFL, flags_nb);
+    /* Meanwhile another client is served normally. */
+    const cel_msg *r = tc_enqueue_sync(&other, "q", "t", "not-starved");
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    /* Once the flooder reads, every reply it is owed arrives, in order. */
+    if (sent < b.len) tc_send_raw(&flood, b.data + sent, b.len - sent);
+    int got = 0;
+    for (const cel_msg *m; got < 20000 && (m = tc_recv(&flood, 5000));)
+        got += m->op == CEL_OP_OK && m->seq == (uint64_t)got + 1000;
+    CU_ASSERT_EQUAL(got, 20000);
+    cel_buf_free(&b);
+    tc_close(&flood), tc_close(&other);
+    env_stop(&e);
+}
+
+static void test_idle_and_hello_timeouts_close_connections(void) {
+    env e;
+    char *flags[] = {"--idle-timeout", "1", "--hello-timeout-ms", "300", NULL};
+    CU_ASSERT_FATAL(env_start(&e, flags));
+    tc silent, idle;
+    CU_ASSERT_FATAL(tc_connect(&silent, e.broker.port, NULL));
+    CU_ASSERT_TRUE(tc_wait_closed(&silent, 2000)); /* no hello within 300 ms */
+    CU_ASSERT_FATAL(tc_connect(&idle, e.broker.port, "producer"));
+    long long start = th_now_ms();
+    CU_ASSERT_TRUE(tc_wait_closed(&idle, 5000));
+    CU_ASSERT(th_now_ms() - start >= 900);
+    tc_close(&silent), tc_close(&idle);
+    env_stop(&e);
+}
+
+static void test_redis_inflight_limit_answers_busy(void) {
+    env e;
+    char *flags[] = {"--max-redis-inflight", "1", NULL};
+    CU_ASSERT_FATAL(env_start(&e, flags));
+    tc t;
+    CU_ASSERT_FATAL(tc_connect(&t, e.broker.port, "producer"));
+    for (int i = 0; i < 200; i++) {
+        cel_msg m;
+        tc_msg(&m, CEL_OP_STATUS);
+        m.id = cel_str_c("x"), cel_msg_set(&m, CEL_F_ID);
+        tc_send(&t, &m);
+    }
+    int busy = 0, notfound = 0;
+    for (int i = 0; i < 200; i++) {
+        const cel_msg *r = tc_recv(&t, 5000);
+        if (!r) break;
+        busy += r->op == CEL_OP_ERROR && !strcmp(tc_s(r->code), "BUSY");
+        notfound += r->op == CEL_OP_ERROR && !strcmp(tc_s(r->code), "NOT_FOUND");
+    }
+    CU_ASSERT(busy > 0);
+    CU_ASSERT(notfound > 0);
+    CU_ASSERT_EQUAL(busy + notfound, 200);
+    tc_close(&t);
+    env_stop(&e);
+}
+
+static void test_frame_limit_flag_is_enforced(void) {
+    env e;
+    char *flags[] = {"--max-frame", "1024", NULL};
+    CU_ASSERT_FATAL(env_start(&e, flags));
+    tc t;
+    CU_ASSERT_FATAL(tc_connect(&t, e.broker.port, "producer"));
+    cel_msg m;
+    tc_msg(&m, CEL_OP_ENQUEUE);
+    m.queue = cel_str_c("q"), m.task = cel_str_c("t");
+    static char big[2000];
+    memset(big, 'x', sizeof big - 1);
+    msgpack_object arg = {.type = MSGPACK_OBJECT_STR, .via.str = {sizeof big - 1, big}};
+    m.args.obj = &arg;
+    cel_msg_set(&m, CEL_F_QUEUE), cel_msg_set(&m, CEL_F_TASK), cel_msg_set(&m, CEL_F_ARGS);
+    tc_send(&t, &m);
+    const cel_msg *r = tc_recv(&t, 3000);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_ERROR);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->code), "TOO_BIG");
+    CU_ASSERT_TRUE(tc_wait_closed(&t, 3000));
+    tc_close(&t);
+    env_stop(&e);
+}
+
+static void test_bad_flags_are_refused_with_a_message(void) {
+    char *argv[] = {(char *)th_bin("server/celeriacd"), "--port", "99999", NULL};
+    pid_t pid = th_spawn(argv, "/dev/null");
+    int st = th_stop(pid, 0, 5000);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    char *help[] = {(char *)th_bin("server/celeriacd"), "--help", NULL};
+    pid = th_spawn(help, "/dev/null");
+    st = th_stop(pid, 0, 5000);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+int main(void) {
+    static const th_test tests[] = {
+        {"connection limit pauses accepting", test_connection_limit_pauses_accepting},
+        {"flooding client is paused and others unaffected",
+         test_flooding_client_is_paused_and_others_unaffected},
+        {"idle and hello timeouts close connections",
+         test_idle_and_hello_timeouts_close_connections},
+        {"redis in-flight limit answers BUSY", test_redis_inflight_limit_answers_busy},
+        {"frame limit flag is enforced", test_frame_limit_flag_is_enforced},
+        {"bad flags are refused with a message", test_bad_flags_are_refused_with_a_message},
+        {NULL, NULL}};
+    return th_run("broker limits", tests);
+}
