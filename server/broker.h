@@ -101,6 +101,7 @@ enum {
     SCRIPT_STATUS,
     SCRIPT_CANCEL,
     SCRIPT_STATS,
+    SCRIPT_ADMIN,
     SCRIPT__COUNT
 };
 

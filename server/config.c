@@ -56,6 +56,11 @@ static const opt_desc opts[] = {
     I("poll-ms", poll_ms, 10, 60000,
       "re-check queues that idle workers wait on, for tasks enqueued via other brokers "
       "(default 200)"),
+    I("retry-base-ms", retry_base_ms, 1, 86400000,
+      "first retry delay; doubles per attempt, jittered to 50-100% (default 1000)"),
+    I("retry-cap-ms", retry_cap_ms, 1, 86400000 * 7, "longest retry delay (default 3600000)"),
+    I("poison-limit", poison_limit, 1, 1000,
+      "deliveries that killed their worker before a task goes dead (default 3)"),
     {"text", O_TEXT, offsetof(cel_config, text_mode), 0, 0, 0,
      "text protocol: off, loopback (default) or on"},
     {"log-level", O_LOG, offsetof(cel_config, log_level), 0, 0, 0,
@@ -84,6 +89,9 @@ void cel_config_defaults(cel_config *c) {
     c->result_ttl_s = 86400;
     c->dispatch_batch = 64;
     c->poll_ms = 200;
+    c->retry_base_ms = 1000;
+    c->retry_cap_ms = 3600000;
+    c->poison_limit = 3;
     c->text_mode = CEL_TEXT_LOOPBACK;
     c->log_level = CEL_LOG_INFO;
     strcpy(c->server_name, "celeriacd");

@@ -201,9 +201,9 @@ static void settle_done(const redisReply *rep, const cel_error *err, void *arg) 
 static batch *settle_batch_new(cel_server *s, cel_client *c) {
     batch *b = batch_new(s, c, SCRIPT_SETTLE);
     if (!b) return NULL;
-    batch_arg_u64(b, 1000);    /* backoff base ms */
-    batch_arg_u64(b, 3600000); /* backoff cap ms */
-    batch_arg_u64(b, 3);       /* poison limit */
+    batch_arg_u64(b, (uint64_t)s->cfg->retry_base_ms);
+    batch_arg_u64(b, (uint64_t)s->cfg->retry_cap_ms);
+    batch_arg_u64(b, (uint64_t)s->cfg->poison_limit);
     batch_arg_count(b);
     return b;
 }
@@ -446,6 +446,54 @@ static void stats_done(const redisReply *rep, const cel_error *err, void *arg) {
     query_end(q);
 }
 
+static void admin_done(const redisReply *rep, const cel_error *err, void *arg) {
+    query *q = arg;
+    if (query_failed(q, rep, err)) return;
+    cel_client *c = q->c;
+    cel_msg r;
+    memset(&r, 0, sizeof r);
+    r.op = CEL_OP_OK, r.seq = q->seq;
+    cel_msg_set(&r, CEL_F_SEQ);
+    cel_str *ids = NULL;
+    if (rep->type == REDIS_REPLY_INTEGER) {
+        r.count = (uint64_t)rep->integer, cel_msg_set(&r, CEL_F_COUNT);
+    } else if (rep->type == REDIS_REPLY_ARRAY) {
+        ids = calloc(rep->elements + 1, sizeof *ids);
+        for (size_t i = 0; ids && i < rep->elements; i++)
+            ids[i] = (cel_str){rep->element[i]->str, (uint32_t)rep->element[i]->len};
+        r.ids.strs = ids, r.ids.n = (uint32_t)rep->elements;
+        r.count = rep->elements, cel_msg_set(&r, CEL_F_COUNT);
+        if (rep->elements) cel_msg_set(&r, CEL_F_IDS);
+    }
+    if (client_alive(c)) conn_send(c, &r);
+    /* A resumed queue or requeued dead tasks may have work for idle workers. */
+    if (q->idlen) dispatch_mark_ready(c->srv, q->id, q->idlen);
+    free(ids);
+    query_end(q);
+}
+
+static void op_admin(cel_client *c, const cel_msg *m) {
+    ops_flush(c);
+    query *q = query_new(c, m);
+    if (!q) return conn_send_error(c, m->seq, CEL_E_INTERNAL, "out of memory");
+    bool wakes = m->op == CEL_OP_RESUME || m->op == CEL_OP_DEAD_REQUEUE;
+    q->idlen = wakes ? m->queue.len : 0; /* the queue to wake when done */
+    memcpy(q->id, m->queue.ptr, m->queue.len);
+    char arg[CEL_ID_MAX + 24] = "";
+    if (m->op == CEL_OP_DEAD_LIST)
+        snprintf(arg, sizeof arg, "%llu",
+                 (unsigned long long)(cel_msg_has(m, CEL_F_COUNT) && m->count <= 10000 ? m->count
+                                                                                       : 100));
+    if (m->op == CEL_OP_DEAD_REQUEUE && cel_msg_has(m, CEL_F_ID))
+        snprintf(arg, sizeof arg, "%.*s", (int)m->id.len, m->id.ptr);
+    const char *argv[] = {c->srv->cfg->prefix, cel_op_name(m->op), q->id, arg};
+    size_t lens[] = {strlen(argv[0]), strlen(argv[1]), m->queue.len, strlen(arg)};
+    cel_error err;
+    if (cel_redis_script(c->srv->redis, c->srv->script[SCRIPT_ADMIN], 4, argv, lens, admin_done, q,
+                         &err) != CEL_OK)
+        admin_done(NULL, &err, q);
+}
+
 void ops_handle(cel_client *c, const cel_msg *m) {
     switch (m->op) {
     case CEL_OP_HELLO:
@@ -469,6 +517,12 @@ void ops_handle(cel_client *c, const cel_msg *m) {
         return run_query(c, m, SCRIPT_CANCEL, cancel_done);
     case CEL_OP_STATS:
         return run_query(c, m, SCRIPT_STATS, stats_done);
+    case CEL_OP_PAUSE:
+    case CEL_OP_RESUME:
+    case CEL_OP_DEAD_LIST:
+    case CEL_OP_DEAD_REQUEUE:
+    case CEL_OP_DEAD_PURGE:
+        return op_admin(c, m);
     case CEL_OP_PING:
         return reply_ok(c, m->seq, (cel_str){0}, NULL, -1);
     default:

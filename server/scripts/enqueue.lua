@@ -11,6 +11,16 @@ for i = 0, n - 1 do
   local b = 4 + i * 13
   local id, q = ARGV[b], ARGV[b + 1]
   local existing = redis.call('GET', ik(id))
+  local uk = ARGV[b + 12]
+  if not existing and uk ~= '' then
+    -- Unique key: while a task with this key is queued, running or its result is kept, an
+    -- enqueue returns that task instead of a new one.
+    local holder = redis.call('GET', qk(q, 'u:' .. uk))
+    if holder and redis.call('EXISTS', tk(q, holder)) == 1 then
+      id = holder
+      existing = q
+    end
+  end
   if existing then
     local st = redis.call('HGET', tk(existing, id), 'st') or 'expired'
     out[#out + 1] = id; out[#out + 1] = st; out[#out + 1] = 1
@@ -28,7 +38,8 @@ for i = 0, n - 1 do
     if due > now then st = 'scheduled' end
     redis.call('HSET', key, 'q', q, 'n', ARGV[b + 2], 'a', ARGV[b + 3], 'p', prio, 's', score,
       'st', st, 'at', 0, 'mr', ARGV[b + 5], 'sm', ARGV[b + 6], 'hm', ARGV[b + 7], 'ttl', ttl,
-      'ex', ARGV[b + 11], 'c', now)
+      'ex', ARGV[b + 11], 'c', now, 'uk', uk)
+    if uk ~= '' then redis.call('SET', qk(q, 'u:' .. uk), id) end
     if st == 'scheduled' then
       redis.call('ZADD', qk(q, 'delayed'), due, id)
     else

@@ -11,9 +11,12 @@ end
 -- Ends a task: its hash and id index expire after the result TTL.
 local function finish(q, id, key, state, now)
   redis.call('HSET', key, 'st', state, 'f', now)
-  local ttl = tonumber(redis.call('HGET', key, 'ttl')) or 86400
+  local h = redis.call('HMGET', key, 'ttl', 'uk')
+  local ttl = tonumber(h[1]) or 86400
   redis.call('EXPIRE', key, ttl)
   redis.call('EXPIRE', ik(id), ttl)
+  -- A unique key keeps deduplicating for as long as the result is kept.
+  if h[2] and h[2] ~= '' then redis.call('EXPIRE', qk(q, 'u:' .. h[2]), ttl) end
 end
 -- Puts a task back at its original place in the ready queue.
 local function make_ready(q, id, key)

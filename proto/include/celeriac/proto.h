@@ -168,6 +168,11 @@ typedef enum cel_op {
     CEL_OP_ERROR,        /* reply: code and message */
     CEL_OP_TASK_INFO,    /* reply to status/wait: a task's state and outcome */
     CEL_OP_STATS_INFO,   /* reply to stats: a map of counters */
+    CEL_OP_PAUSE,        /* admin → broker: stop dispatching a queue (enqueues still accepted) */
+    CEL_OP_RESUME,       /* admin → broker: dispatch a paused queue again */
+    CEL_OP_DEAD_LIST,    /* admin → broker: ids in a queue's dead set, oldest first */
+    CEL_OP_DEAD_REQUEUE, /* admin → broker: move one dead task (id) or all back to ready */
+    CEL_OP_DEAD_PURGE,   /* admin → broker: delete a queue's dead tasks */
     CEL_OP__COUNT
 } cel_op;
 
@@ -215,6 +220,7 @@ typedef enum cel_field {
     CEL_F_FINISHED_MS,
     CEL_F_WORKER,
     CEL_F_STATS,
+    CEL_F_COUNT,
     CEL_F__COUNT
 } cel_field;
 
@@ -253,7 +259,7 @@ typedef struct cel_msg {
     cel_str role, client, server, id, queue, task, unique_key, error, reason, state, code, msg,
         worker;
     uint64_t version, max_frame, max_retries, soft_ms, hard_ms, result_ttl_s, credits, attempt,
-        token, lease_ms, timeout_ms, delay_ms;
+        token, lease_ms, timeout_ms, delay_ms, count;
     int64_t priority, eta_ms, expires_ms, created_ms, started_ms, finished_ms;
     bool retry, existed;
     cel_raw args, result, stats;
