@@ -50,6 +50,7 @@ const cel_field_desc cel_fields[CEL_F__COUNT] = {
     [CEL_F_WORKER] = F("worker", FT_TEXT, worker, 256),
     [CEL_F_STATS] = F("stats", FT_RAW, stats, 0),
     [CEL_F_COUNT] = F("count", FT_UINT, count, 1000000000),
+    [CEL_F_CURSOR] = F("cursor", FT_UINT, cursor, 1000000000),
 };
 
 #define B(f) ((uint64_t)1 << CEL_F_##f)
@@ -75,7 +76,7 @@ const cel_op_desc cel_ops[CEL_OP__COUNT] = {
     [CEL_OP_ABORT] = {"abort", B(ID) | B(TOKEN), B(REASON)},
     [CEL_OP_STATS] = {"stats", B(SEQ), 0},
     [CEL_OP_PING] = {"ping", B(SEQ), 0},
-    [CEL_OP_OK] = {"ok", B(SEQ), B(ID) | B(STATE) | B(EXISTED) | B(IDS) | B(COUNT)},
+    [CEL_OP_OK] = {"ok", B(SEQ), B(ID) | B(STATE) | B(EXISTED) | B(IDS) | B(COUNT) | B(CURSOR)},
     [CEL_OP_ERROR] = {"error", B(CODE) | B(MSG), B(SEQ)},
     [CEL_OP_TASK_INFO] = {"task_info", B(SEQ) | B(ID) | B(STATE),
                           B(QUEUE) | B(TASK) | B(ATTEMPT) | B(MAX_RETRIES) | B(PRIORITY) |
@@ -87,6 +88,8 @@ const cel_op_desc cel_ops[CEL_OP__COUNT] = {
     [CEL_OP_DEAD_LIST] = {"dead_list", B(SEQ) | B(QUEUE), B(COUNT)},
     [CEL_OP_DEAD_REQUEUE] = {"dead_requeue", B(SEQ) | B(QUEUE), B(ID)},
     [CEL_OP_DEAD_PURGE] = {"dead_purge", B(SEQ) | B(QUEUE), 0},
+    [CEL_OP_PURGE] = {"purge", B(SEQ) | B(QUEUE), 0},
+    [CEL_OP_PEEK] = {"peek", B(SEQ) | B(QUEUE) | B(STATE), B(COUNT) | B(CURSOR)},
 };
 
 /* One entry of a bulk enqueue: an enqueue without op and seq. */

@@ -47,6 +47,12 @@ struct cel_client {
     bool read_paused;  /* output backed up past --output-soft */
     bool closing;      /* an error was sent; close once it is written */
     bool text_discard; /* text: dropping the rest of an over-long line */
+    bool monitor;      /* text: streaming task events */
+    char monitor_queue[CEL_NAME_MAX + 1];
+    uint64_t text_seq;
+    bool text_busy;     /* text: a command's reply is still to come */
+    bool text_eof;      /* text: the peer half-closed; close after the last reply */
+    bool text_in_input; /* text: inside text_input (replies must not re-enter it) */
     uint32_t credits;
     cel_queue **queues;
     size_t nqueues;
@@ -156,5 +162,11 @@ void status_reply(cel_client *c, uint64_t seq, const char *id, size_t idlen,
 
 /* text.c: the line protocol */
 void text_input(cel_client *c);
+void text_render(cel_client *c, const cel_msg *m);
+/* A text command's reply was written: read the next line. */
+void text_reply_done(cel_client *c);
+/* Tells MONITOR clients about a task event (detail may be NULL). */
+void text_monitor_event(cel_server *s, const char *event, const char *queue, size_t qlen,
+                        const char *id, size_t idlen, const char *detail);
 
 #endif

@@ -35,9 +35,9 @@ typedef struct cel_config {
     int retry_base_ms; /* first retry delay; doubles per attempt */
     int retry_cap_ms;  /* longest retry delay */
     int poison_limit;
-        /* deliveries that killed their worker before a task is dead */ /* re-check queues with idle
-                                                                           workers (enqueues via
-                                                                           other brokers) */
+    /* deliveries that killed their worker before a task is dead */ /* re-check queues with idle
+                                                                       workers (enqueues via
+                                                                       other brokers) */
     cel_text_mode text_mode;
     cel_log_level log_level;
     char log_file[256];

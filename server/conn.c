@@ -71,6 +71,11 @@ static void output_check(cel_client *c) {
 
 void conn_send(cel_client *c, const cel_msg *m) {
     if (c->state == CS_CLOSED) return;
+    if (c->state == CS_TEXT) {
+        text_render(c, m);
+        output_check(c);
+        return;
+    }
     cel_server *s = c->srv;
     cel_error err;
     cel_buf_reset(&s->out);
@@ -91,6 +96,8 @@ void conn_send_error(cel_client *c, uint64_t seq, cel_err code, const char *msg)
     if (c->state == CS_TEXT) {
         evbuffer_add_printf(bufferevent_get_output(c->bev), "ERR %s %s\r\n", cel_err_name(code),
                             msg);
+        output_check(c);
+        if (c->state == CS_TEXT) text_reply_done(c);
         return;
     }
     cel_buf_reset(&s->out);
@@ -205,6 +212,12 @@ static void on_write(struct bufferevent *bev, void *arg) {
 static void on_event(struct bufferevent *bev, short what, void *arg) {
     (void)bev;
     cel_client *c = arg;
+    if ((what & BEV_EVENT_EOF) && c->state == CS_TEXT && !c->closing) {
+        /* `printf 'CMD\n' | nc host port` half-closes at once: answer what was sent first. */
+        c->text_eof = true;
+        text_input(c);
+        return;
+    }
     if (what & BEV_EVENT_EOF)
         conn_close(c, "peer closed");
     else if (what & BEV_EVENT_ERROR)

@@ -1,6 +1,7 @@
 /* Dispatch: which worker gets which task. A worker's credits bound the tasks it holds; each
  * queue hands its ready tasks round-robin to the workers that consume it and have credit left,
  * one lease script call per batch, one call in flight per queue. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +129,10 @@ static void lease_done(const redisReply *rep, const cel_error *err, void *arg) {
         if (client_alive(c) && lease_add(c, q, f[0]->str, f[0]->len, token)) {
             push_task(c, f);
             s->counters.dispatched++;
+            char detail[128];
+            snprintf(detail, sizeof detail, "attempt=%lld worker=%s", f[3]->integer, c->addr);
+            text_monitor_event(s, "started", q->name, strlen(q->name), f[0]->str, f[0]->len,
+                               detail);
             continue;
         }
         cel_lease *o = &orphans[norphans++];

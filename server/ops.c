@@ -43,6 +43,10 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
         reply_element_str(rep->element[3 * i], &id);
         reply_element_str(rep->element[3 * i + 1], &st);
         if (ids) ids[i] = id;
+        size_t qlen;
+        const char *qn = batch_arg_get(b, 3 + 13 * i + 1, &qlen);
+        text_monitor_event(s, rep->element[3 * i + 2]->integer ? "exists" : "enqueued", qn, qlen,
+                           id.ptr, id.len, st.ptr);
         if (!b->bulk && client_alive(c))
             reply_ok(c, e[i].seq, id, st.ptr, (int)rep->element[3 * i + 2]->integer);
         s->counters.enqueued += rep->element[3 * i + 2]->integer == 0;
@@ -105,6 +109,8 @@ static void enqueue_args(batch *b, const cel_msg *m) {
         msgpack_pack_object(&pk, *m->args.obj);
         uint32_t pair[2] = {(uint32_t)before, (uint32_t)(b->arena.len - before)};
         cel_buf_append(&b->args, pair, sizeof pair);
+    } else if (m->args.bytes) {
+        batch_arg(b, m->args.bytes, m->args.len);
     } else {
         batch_arg(b, "\x90", 1); /* no args: an empty array */
     }
@@ -187,13 +193,14 @@ static void settle_done(const redisReply *rep, const cel_error *err, void *arg) 
         if (e[i].op == CEL_OP_FAIL) s->counters.failed++;
         if (e[i].op == CEL_OP_NONE) s->counters.requeued++;
         if (reply) reply_ok(c, e[i].seq, (cel_str){0}, st, -1);
+        size_t qlen;
+        const char *qn = batch_arg_get(b, 5 + 8 * i + 1, &qlen);
+        if (e[i].op != CEL_OP_TOUCH)
+            text_monitor_event(s, st, qn, qlen, batch_entry_id(b, &e[i]), e[i].id_len,
+                               e[i].op == CEL_OP_NONE ? "worker gone" : NULL);
         if (state_is_terminal(st, strlen(st)))
             waiters_notify(s, batch_entry_id(b, &e[i]), e[i].id_len);
-        if (!strcmp(st, "queued")) {
-            size_t qlen;
-            const char *q = batch_arg_get(b, 5 + 8 * i + 1, &qlen);
-            dispatch_mark_ready(s, q, qlen);
-        }
+        if (!strcmp(st, "queued")) dispatch_mark_ready(s, qn, qlen);
     }
     batch_free(b);
 }
@@ -387,6 +394,8 @@ static void cancel_done(const redisReply *rep, const cel_error *err, void *arg) 
                            strtoull(rep->element[2]->str, NULL, 10));
         if (client_alive(q->c))
             reply_ok(q->c, q->seq, (cel_str){q->id, (uint32_t)q->idlen}, st, -1);
+        const char *qn = rep->element[1]->str;
+        text_monitor_event(s, "cancelled", qn, strlen(qn), q->id, q->idlen, NULL);
         waiters_notify(s, q->id, q->idlen);
     }
     query_end(q);
@@ -458,18 +467,36 @@ static void admin_done(const redisReply *rep, const cel_error *err, void *arg) {
     if (rep->type == REDIS_REPLY_INTEGER) {
         r.count = (uint64_t)rep->integer, cel_msg_set(&r, CEL_F_COUNT);
     } else if (rep->type == REDIS_REPLY_ARRAY) {
+        /* peek replies lead with the next cursor; dead_list replies are ids only. */
+        size_t skip = rep->elements && rep->element[0]->type == REDIS_REPLY_INTEGER;
+        if (skip) r.cursor = (uint64_t)rep->element[0]->integer, cel_msg_set(&r, CEL_F_CURSOR);
         ids = calloc(rep->elements + 1, sizeof *ids);
-        for (size_t i = 0; ids && i < rep->elements; i++)
-            ids[i] = (cel_str){rep->element[i]->str, (uint32_t)rep->element[i]->len};
-        r.ids.strs = ids, r.ids.n = (uint32_t)rep->elements;
-        r.count = rep->elements, cel_msg_set(&r, CEL_F_COUNT);
-        if (rep->elements) cel_msg_set(&r, CEL_F_IDS);
+        for (size_t i = skip; ids && i < rep->elements; i++)
+            ids[i - skip] = (cel_str){rep->element[i]->str, (uint32_t)rep->element[i]->len};
+        r.ids.strs = ids, r.ids.n = (uint32_t)(rep->elements - skip);
+        r.count = r.ids.n, cel_msg_set(&r, CEL_F_COUNT);
+        if (r.ids.n) cel_msg_set(&r, CEL_F_IDS);
     }
     if (client_alive(c)) conn_send(c, &r);
     /* A resumed queue or requeued dead tasks may have work for idle workers. */
     if (q->idlen) dispatch_mark_ready(c->srv, q->id, q->idlen);
     free(ids);
     query_end(q);
+}
+
+/* peek: the Redis set behind a state, and the page to read. */
+static bool peek_args(const cel_msg *m, char *set, size_t cap, char *cursor, char *count) {
+    static const char *const sets[][2] = {{"queued", "ready"},
+                                          {"scheduled", "delayed"},
+                                          {"retrying", "delayed"},
+                                          {"active", "leased"},
+                                          {"dead", "dead"}};
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++)
+        if (cel_str_eq(m->state, sets[i][0])) snprintf(set, cap, "%s", sets[i][1]);
+    snprintf(cursor, 24, "%llu", (unsigned long long)m->cursor);
+    snprintf(count, 24, "%llu",
+             (unsigned long long)(m->count && m->count <= 1000 ? m->count : 100));
+    return set[0] != 0;
 }
 
 static void op_admin(cel_client *c, const cel_msg *m) {
@@ -486,10 +513,17 @@ static void op_admin(cel_client *c, const cel_msg *m) {
                                                                                        : 100));
     if (m->op == CEL_OP_DEAD_REQUEUE && cel_msg_has(m, CEL_F_ID))
         snprintf(arg, sizeof arg, "%.*s", (int)m->id.len, m->id.ptr);
-    const char *argv[] = {c->srv->cfg->prefix, cel_op_name(m->op), q->id, arg};
-    size_t lens[] = {strlen(argv[0]), strlen(argv[1]), m->queue.len, strlen(arg)};
+    char cursor[24] = "0", count[24] = "100";
+    if (m->op == CEL_OP_PEEK && !peek_args(m, arg, sizeof arg, cursor, count)) {
+        query_end(q);
+        return conn_send_error(c, m->seq, CEL_E_BAD_FIELD,
+                               "state must be queued, scheduled, retrying, active or dead");
+    }
+    const char *argv[] = {c->srv->cfg->prefix, cel_op_name(m->op), q->id, arg, cursor, count};
+    size_t lens[] = {strlen(argv[0]), strlen(argv[1]), m->queue.len,
+                     strlen(arg),     strlen(cursor),  strlen(count)};
     cel_error err;
-    if (cel_redis_script(c->srv->redis, c->srv->script[SCRIPT_ADMIN], 4, argv, lens, admin_done, q,
+    if (cel_redis_script(c->srv->redis, c->srv->script[SCRIPT_ADMIN], 6, argv, lens, admin_done, q,
                          &err) != CEL_OK)
         admin_done(NULL, &err, q);
 }
@@ -522,6 +556,8 @@ void ops_handle(cel_client *c, const cel_msg *m) {
     case CEL_OP_DEAD_LIST:
     case CEL_OP_DEAD_REQUEUE:
     case CEL_OP_DEAD_PURGE:
+    case CEL_OP_PURGE:
+    case CEL_OP_PEEK:
         return op_admin(c, m);
     case CEL_OP_PING:
         return reply_ok(c, m->seq, (cel_str){0}, NULL, -1);

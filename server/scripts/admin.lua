@@ -13,6 +13,24 @@ elseif action == 'resume' then
   return 'ok'
 elseif action == 'dead_list' then
   return redis.call('ZRANGE', qk(q, 'dead'), 0, tonumber(arg) - 1)
+elseif action == 'peek' then
+  -- arg: set name; ARGV[5] cursor (offset), ARGV[6] count → {next cursor (0: end), ids...}
+  local cursor, count = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local ids = redis.call('ZRANGE', qk(q, arg), cursor, cursor + count - 1)
+  local out = {0}
+  if #ids == count then out[1] = cursor + count end
+  for _, id in ipairs(ids) do out[#out + 1] = id end
+  return out
+elseif action == 'purge' then
+  local n = 0
+  for _, set in ipairs({'ready', 'delayed'}) do
+    for _, id in ipairs(redis.call('ZRANGE', qk(q, set), 0, -1)) do
+      redis.call('DEL', tk(q, id), ik(id))
+      n = n + 1
+    end
+    redis.call('DEL', qk(q, set))
+  end
+  return n
 end
 local ids
 if action == 'dead_requeue' and arg ~= '' then

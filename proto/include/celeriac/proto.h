@@ -173,6 +173,8 @@ typedef enum cel_op {
     CEL_OP_DEAD_LIST,    /* admin → broker: ids in a queue's dead set, oldest first */
     CEL_OP_DEAD_REQUEUE, /* admin → broker: move one dead task (id) or all back to ready */
     CEL_OP_DEAD_PURGE,   /* admin → broker: delete a queue's dead tasks */
+    CEL_OP_PURGE,        /* admin → broker: delete a queue's ready and scheduled tasks */
+    CEL_OP_PEEK,         /* admin → broker: ids of a queue's tasks in one state, paged */
     CEL_OP__COUNT
 } cel_op;
 
@@ -221,6 +223,7 @@ typedef enum cel_field {
     CEL_F_WORKER,
     CEL_F_STATS,
     CEL_F_COUNT,
+    CEL_F_CURSOR,
     CEL_F__COUNT
 } cel_field;
 
@@ -259,7 +262,7 @@ typedef struct cel_msg {
     cel_str role, client, server, id, queue, task, unique_key, error, reason, state, code, msg,
         worker;
     uint64_t version, max_frame, max_retries, soft_ms, hard_ms, result_ttl_s, credits, attempt,
-        token, lease_ms, timeout_ms, delay_ms, count;
+        token, lease_ms, timeout_ms, delay_ms, count, cursor;
     int64_t priority, eta_ms, expires_ms, created_ms, started_ms, finished_ms;
     bool retry, existed;
     cel_raw args, result, stats;
