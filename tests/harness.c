@@ -53,8 +53,33 @@ bool th_wait_port(int port, int timeout_ms) {
     return false;
 }
 
+/* Every process a test starts is remembered until it is stopped, so that a test that fails
+ * half-way (CU_ASSERT_FATAL) leaves no redis-server or broker running behind it. */
+static pid_t spawned[256];
+
+static void kill_leftovers(void) {
+    for (size_t i = 0; i < sizeof spawned / sizeof *spawned; i++) {
+        if (spawned[i] <= 0) continue;
+        kill(spawned[i], SIGKILL);
+        waitpid(spawned[i], NULL, 0);
+        spawned[i] = 0;
+    }
+}
+
+static void remember(pid_t pid, bool add) {
+    static bool registered;
+    if (!registered) registered = atexit(kill_leftovers) == 0;
+    for (size_t i = 0; i < sizeof spawned / sizeof *spawned; i++) {
+        if (add ? spawned[i] == 0 : spawned[i] == pid) {
+            spawned[i] = add ? pid : 0;
+            return;
+        }
+    }
+}
+
 pid_t th_spawn(char *const argv[], const char *logfile) {
     pid_t pid = fork();
+    if (pid > 0) remember(pid, true);
     if (pid != 0) return pid;
     if (logfile) {
         int fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -72,6 +97,7 @@ pid_t th_spawn(char *const argv[], const char *logfile) {
 int th_stop(pid_t pid, int sig, int timeout_ms) {
     int status = 0;
     if (pid <= 0) return -1;
+    remember(pid, false);
     kill(pid, sig);
     long long end = th_now_ms() + timeout_ms;
     while (th_now_ms() < end) {
@@ -206,6 +232,7 @@ int th_run(const char *suite, const th_test *tests) {
     for (const th_test *t = tests; t->name; t++) CU_add_test(s, t->name, t->fn);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
+    kill_leftovers();
     int failures = (int)CU_get_number_of_failures() + (int)CU_get_number_of_tests_failed();
     CU_cleanup_registry();
     return failures ? 1 : 0;
