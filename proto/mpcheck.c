@@ -82,6 +82,18 @@ static cel_err mp_head(const mp_cursor *c, size_t *hdr, uint64_t *payload, uint6
     return CEL_OK;
 }
 
+/* More declared than remains: a size beyond the whole message is a lie about size (TOO_BIG);
+ * one within it means the message was cut short (PROTOCOL). */
+static cel_err declared_too_much(uint64_t n, size_t total, size_t left, const char *what,
+                                 cel_error *err) {
+    if (n > total)
+        return cel_fail(err, CEL_E_TOO_BIG,
+                        "declared %s %llu exceeds the whole message (%zu bytes)", what,
+                        (unsigned long long)n, total);
+    return cel_fail(err, CEL_E_PROTOCOL, "truncated msgpack: %s %llu, %zu bytes left", what,
+                    (unsigned long long)n, left);
+}
+
 cel_err cel_mp_check(const uint8_t *data, size_t len, unsigned max_depth, cel_error *err) {
     if (max_depth == 0 || max_depth > CEL_HARD_MAX_DEPTH) max_depth = CEL_HARD_MAX_DEPTH;
     /* pending[d] = objects still to read at depth d; depth 0 holds the single root. */
@@ -100,15 +112,11 @@ cel_err cel_mp_check(const uint8_t *data, size_t len, unsigned max_depth, cel_er
         if (rc) return rc;
         if (hdr > c.left) return cel_fail(err, CEL_E_PROTOCOL, "truncated msgpack header");
         c.p += hdr, c.left -= hdr;
-        if (payload > c.left)
-            return cel_fail(err, CEL_E_TOO_BIG, "declared length %llu exceeds the %zu bytes left",
-                            (unsigned long long)payload, c.left);
+        if (payload > c.left) return declared_too_much(payload, len, c.left, "length", err);
         c.p += payload, c.left -= (size_t)payload;
         if (children == 0) continue;
         /* Each child takes at least one byte, so a count above the bytes left is a lie. */
-        if (children > c.left)
-            return cel_fail(err, CEL_E_TOO_BIG, "declared %llu items exceed the %zu bytes left",
-                            (unsigned long long)children, c.left);
+        if (children > c.left) return declared_too_much(children, len, c.left, "items", err);
         if (depth + 1 > max_depth)
             return cel_fail(err, CEL_E_TOO_DEEP, "nesting deeper than %u", max_depth);
         pending[++depth] = children;

@@ -8,7 +8,7 @@
 static int field_lookup(const char *name, uint32_t len) {
     for (int f = 0; f < CEL_F__COUNT; f++) {
         const char *n = cel_fields[f].name;
-        if (strncmp(n, name, len) == 0 && n[len] == '\0') return f;
+        if (strlen(n) == len && memcmp(n, name, len) == 0) return f;
     }
     return -1;
 }
@@ -16,7 +16,7 @@ static int field_lookup(const char *name, uint32_t len) {
 static cel_op op_lookup(const char *name, uint32_t len) {
     for (int op = CEL_OP_NONE + 1; op < CEL_OP__COUNT; op++) {
         const char *n = cel_ops[op].name;
-        if (strncmp(n, name, len) == 0 && n[len] == '\0') return op;
+        if (strlen(n) == len && memcmp(n, name, len) == 0) return op;
     }
     return CEL_OP_NONE;
 }
@@ -34,6 +34,7 @@ static cel_err check_str(const cel_field_desc *fd, const msgpack_object *v, cel_
     uint32_t n = v->via.str.size;
     switch (fd->type) {
     case FT_NAME:
+    case FT_NAMES:
         if (!cel_name_valid(p, n))
             return cel_fail(err, CEL_E_BAD_FIELD,
                             "field '%s' must be 1..%u bytes of [A-Za-z0-9_.:-]", fd->name,
