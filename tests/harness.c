@@ -192,6 +192,10 @@ static pid_t spawn_with(char **fixed, int nfixed, char *const extra[], const cha
 bool th_broker_start(th_proc *b, const th_redis *r, char *const extra[]) {
     memset(b, 0, sizeof *b);
     b->port = th_free_port();
+    return th_broker_restart(b, r, extra);
+}
+
+bool th_broker_restart(th_proc *b, const th_redis *r, char *const extra[]) {
     proc_log_path(b, "broker");
     char port[16], rport[16];
     snprintf(port, sizeof port, "%d", b->port);

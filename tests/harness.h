@@ -52,6 +52,8 @@ const char *th_bin(const char *rel);
 /* Starts celeriacd on a free port against redis r; extra: NULL-terminated extra flags or NULL.
  * Returns once the port accepts connections. */
 bool th_broker_start(th_proc *b, const th_redis *r, char *const extra[]);
+/* Starts a broker again on b->port (after a stop or kill), as a restarted daemon would be. */
+bool th_broker_restart(th_proc *b, const th_redis *r, char *const extra[]);
 /* Starts celeriac-worker against the broker on broker_port with extra flags. */
 bool th_worker_start(th_proc *w, int broker_port, char *const extra[]);
 /* Sends sig (SIGTERM for a clean stop, SIGKILL for a crash) and reaps the process. */

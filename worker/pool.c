@@ -205,7 +205,10 @@ void pool_free(cel_pool *p) {
     if (!p) return;
     for (int i = 0; i < p->n; i++) {
         slot *s = &p->slots[i];
-        if (s->bev) bufferevent_free(s->bev); /* EOF ends the runner */
+        /* shutdown, not just close: libevent may close the fd only later, and the runner must
+         * see EOF now to exit. */
+        if (s->bev) shutdown(bufferevent_getfd(s->bev), SHUT_RDWR);
+        if (s->bev) bufferevent_free(s->bev);
         s->bev = NULL;
         if (s->pid) {
             if (s->busy) kill(s->pid, SIGKILL);
