@@ -29,16 +29,16 @@ typedef void (*cel_conn_state_cb)(cel_conn *c, bool up, void *arg);
 typedef struct cel_conn_opts {
     const char *const *brokers; /* "host:port" strings; tried in turn */
     size_t nbrokers;
-    const char *role;           /* "producer", "worker" or "admin" */
-    const char *client_name;    /* free text shown in broker stats, may be NULL */
-    int connect_timeout_ms;     /* 0: 5000 */
-    int request_timeout_ms;     /* 0: none (a wait request carries its own timeout) */
-    int backoff_min_ms;         /* 0: 50 */
-    int backoff_max_ms;         /* 0: 5000 */
-    uint32_t max_frame;         /* 0: CEL_DEFAULT_MAX_FRAME */
+    const char *role;        /* "producer", "worker" or "admin" */
+    const char *client_name; /* free text shown in broker stats, may be NULL */
+    int connect_timeout_ms;  /* 0: 5000 */
+    int request_timeout_ms;  /* 0: none (a wait request carries its own timeout) */
+    int backoff_min_ms;      /* 0: 50 */
+    int backoff_max_ms;      /* 0: 5000 */
+    uint32_t max_frame;      /* 0: CEL_DEFAULT_MAX_FRAME */
     cel_conn_push_cb on_push;
     cel_conn_state_cb on_state;
-    void *arg;                  /* passed to on_push and on_state */
+    void *arg; /* passed to on_push and on_state */
 } cel_conn_opts;
 
 /* Starts connecting at once; never blocks. Returns NULL only on bad options or no memory. */
@@ -48,8 +48,7 @@ void cel_conn_free(cel_conn *c);
 /* Assigns req->seq, encodes and queues the request (sent at once when connected, otherwise after
  * the next successful hello). Returns non-OK (and does not call cb) only when the request cannot
  * be encoded (e.g. CEL_E_TOO_BIG, CEL_E_BAD_FIELD). */
-cel_err cel_conn_send(cel_conn *c, cel_msg *req, cel_conn_reply_cb cb, void *arg,
-                      cel_error *err);
+cel_err cel_conn_send(cel_conn *c, cel_msg *req, cel_conn_reply_cb cb, void *arg, cel_error *err);
 bool cel_conn_is_up(const cel_conn *c);
 /* The welcome's max_frame once connected (else the configured one). */
 uint32_t cel_conn_max_frame(const cel_conn *c);

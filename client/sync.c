@@ -1,0 +1,254 @@
+/* The sync face of libceleriac: each call runs a private event loop until its reply arrives.
+ * An enqueue that loses its connection before the reply is resent, with the same id, until the
+ * call's time runs out. */
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "json.h"
+#include "requests.h"
+
+#define CALL_TIMEOUT_MS 10000
+
+struct celeriac {
+    struct event_base *base;
+    cel_conn *conn;
+    char **brokers;
+    size_t nbrokers;
+    char error[512];
+};
+
+typedef struct call {
+    bool done;
+    int code;
+    cel_error err;
+    celeriac_task_info *info;
+    char **json;
+    char (*ids)[CELERIAC_ID_SIZE];
+    size_t nids;
+} call;
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int fail(celeriac *c, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->error, sizeof c->error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *celeriac_last_error(const celeriac *c) {
+    return c->error;
+}
+
+static void on_reply(cel_conn *conn, const cel_msg *r, const cel_error *err, void *arg) {
+    (void)conn;
+    call *k = arg;
+    k->done = true;
+    k->code = req_code(r, err);
+    if (err) k->err = *err;
+    if (k->code != CELERIAC_OK) return;
+    if (k->info && r->op == CEL_OP_TASK_INFO) req_task_info(r, k->info);
+    if (k->json && r->op == CEL_OP_STATS_INFO && r->stats.obj) {
+        json_t *j = cel_json_from_msgpack(r->stats.obj);
+        *k->json = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+    }
+    for (size_t i = 0; k->ids && i < k->nids && i < r->ids.n; i++) {
+        cel_str s = cel_list_str(&r->ids, i);
+        snprintf(k->ids[i], CELERIAC_ID_SIZE, "%.*s", (int)s.len, s.ptr);
+    }
+}
+
+/* Sends m and runs the loop until its reply or the deadline. */
+static int run_call(celeriac *c, cel_msg *m, call *k, long long deadline_ms) {
+    cel_error err;
+    k->done = false;
+    if (cel_conn_send(c->conn, m, on_reply, k, &err) != CEL_OK)
+        return fail(c, err.code, "%s", err.msg);
+    while (!k->done) {
+        long long left = deadline_ms - mono_ms();
+        if (left <= 0) {
+            /* Reset the connection: the reply to this request must not land on a later one. */
+            cel_conn_free(c->conn);
+            cel_conn_opts o = {.brokers = (const char *const *)c->brokers,
+                               .nbrokers = c->nbrokers,
+                               .role = "producer",
+                               .client_name = "libceleriac"};
+            c->conn = cel_conn_new(c->base, &o);
+            return fail(c, CELERIAC_E_TIMEOUT, "no reply from the broker in time");
+        }
+        struct timeval tv = {left / 1000, (left % 1000) * 1000};
+        event_base_loopexit(c->base, &tv);
+        event_base_loop(c->base, EVLOOP_ONCE);
+    }
+    if (k->code != CELERIAC_OK) return fail(c, k->code, "%s", k->err.msg);
+    c->error[0] = 0;
+    return CELERIAC_OK;
+}
+
+celeriac *celeriac_connect(const char *brokers, int timeout_ms, char *err, size_t errlen) {
+    celeriac *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->base = event_base_new();
+    c->brokers = req_split_brokers(brokers, &c->nbrokers);
+    cel_conn_opts o = {.brokers = (const char *const *)c->brokers,
+                       .nbrokers = c->nbrokers,
+                       .role = "producer",
+                       .client_name = "libceleriac",
+                       .connect_timeout_ms = timeout_ms > 0 ? timeout_ms : 5000};
+    c->conn = cel_conn_new(c->base, &o);
+    long long deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
+    while (c->conn && !cel_conn_is_up(c->conn) && mono_ms() < deadline) {
+        struct timeval tv = {0, 20000};
+        event_base_loopexit(c->base, &tv);
+        event_base_loop(c->base, EVLOOP_ONCE);
+    }
+    if (!c->conn || !cel_conn_is_up(c->conn)) {
+        if (err) snprintf(err, errlen, "cannot reach a broker at %s", c->brokers[0]);
+        celeriac_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+void celeriac_close(celeriac *c) {
+    if (!c) return;
+    cel_conn_free(c->conn);
+    event_base_free(c->base);
+    req_free_brokers(c->brokers, c->nbrokers);
+    free(c);
+}
+
+static int enqueue_raw(celeriac *c, const char *queue, const char *task, const cel_raw *args,
+                       const celeriac_opts *o, char id_out[CELERIAC_ID_SIZE]) {
+    if (req_check_names(queue, task, o) != CELERIAC_OK)
+        return fail(c, CELERIAC_E_ARGS,
+                    "queue/task/id must be 1..128 bytes of [A-Za-z0-9_.:-], "
+                    "priority 0..255");
+    char id[CELERIAC_ID_SIZE];
+    if (o && o->id)
+        snprintf(id, sizeof id, "%s", o->id);
+    else
+        req_new_id(id);
+    long long deadline = mono_ms() + CALL_TIMEOUT_MS;
+    call k;
+    int rc;
+    do {
+        cel_msg m;
+        req_enqueue(&m, queue, task, args, o, id);
+        memset(&k, 0, sizeof k);
+        rc = run_call(c, &m, &k, deadline);
+        /* Lost before the reply: same id again, the broker deduplicates. */
+    } while (rc == CELERIAC_E_UNAVAILABLE && mono_ms() < deadline);
+    if (rc == CELERIAC_OK && id_out) snprintf(id_out, CELERIAC_ID_SIZE, "%s", id);
+    return rc;
+}
+
+int celeriac_enqueue(celeriac *c, const char *queue, const char *task, const void *args, size_t len,
+                     const celeriac_opts *o, char id_out[CELERIAC_ID_SIZE]) {
+    cel_raw raw = {NULL, args, (uint32_t)len};
+    if (args && cel_mp_check(args, len, CEL_DEFAULT_MAX_DEPTH, NULL) != CEL_OK)
+        return fail(c, CELERIAC_E_ARGS, "args are not one valid msgpack object");
+    return enqueue_raw(c, queue, task, args ? &raw : NULL, o, id_out);
+}
+
+static int json_args(celeriac *c, const char *text, cel_buf *out) {
+    json_error_t jerr;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+    if (!j)
+        return fail(c, CELERIAC_E_ARGS, "args are not JSON: %s (at %d)", jerr.text, jerr.position);
+    bool ok = cel_json_to_msgpack(j, out);
+    json_decref(j);
+    return ok ? CELERIAC_OK : fail(c, CELERIAC_E_ARGS, "args nest too deeply");
+}
+
+int celeriac_enqueue_json(celeriac *c, const char *queue, const char *task, const char *args_json,
+                          const celeriac_opts *o, char id_out[CELERIAC_ID_SIZE]) {
+    cel_buf b;
+    cel_buf_init(&b);
+    int rc = args_json ? json_args(c, args_json, &b) : CELERIAC_OK;
+    if (rc == CELERIAC_OK)
+        rc = celeriac_enqueue(c, queue, task, args_json ? b.data : NULL, b.len, o, id_out);
+    cel_buf_free(&b);
+    return rc;
+}
+
+int celeriac_enqueue_bulk(celeriac *c, const celeriac_bulk_item *items, size_t n,
+                          char (*ids_out)[CELERIAC_ID_SIZE]) {
+    if (n == 0 || n > 100000) return fail(c, CELERIAC_E_ARGS, "bulk wants 1..100000 items");
+    cel_msg *entries = calloc(n, sizeof *entries);
+    cel_buf *args = calloc(n, sizeof *args);
+    char(*ids)[CELERIAC_ID_SIZE] = calloc(n, sizeof *ids);
+    int rc = entries && args && ids ? CELERIAC_OK : fail(c, CELERIAC_E_INTERNAL, "out of memory");
+    for (size_t i = 0; rc == CELERIAC_OK && i < n; i++) {
+        const celeriac_bulk_item *it = &items[i];
+        rc = req_check_names(it->queue, it->task, &it->opts);
+        if (rc) fail(c, rc, "item %zu: bad queue, task, id or priority", i);
+        if (!rc && it->args_json) rc = json_args(c, it->args_json, &args[i]);
+        if (it->opts.id)
+            snprintf(ids[i], sizeof ids[i], "%s", it->opts.id);
+        else
+            req_new_id(ids[i]);
+        cel_raw raw = {NULL, args[i].data, (uint32_t)args[i].len};
+        req_enqueue(&entries[i], it->queue, it->task, it->args_json ? &raw : NULL, &it->opts,
+                    ids[i]);
+        entries[i].op = CEL_OP_NONE;
+    }
+    if (rc == CELERIAC_OK) {
+        cel_msg m;
+        memset(&m, 0, sizeof m);
+        m.op = CEL_OP_ENQUEUE_BULK;
+        m.tasks.msgs = entries, m.tasks.n = (uint32_t)n;
+        cel_msg_set(&m, CEL_F_TASKS);
+        call k = {.ids = ids_out, .nids = ids_out ? n : 0};
+        long long deadline = mono_ms() + CALL_TIMEOUT_MS;
+        do rc = run_call(c, &m, &k, deadline);
+        while (rc == CELERIAC_E_UNAVAILABLE && mono_ms() < deadline);
+    }
+    for (size_t i = 0; args && i < n; i++) cel_buf_free(&args[i]);
+    free(entries), free(args), free(ids);
+    return rc;
+}
+
+static int id_call(celeriac *c, cel_op op, const char *id, uint64_t timeout_ms,
+                   celeriac_task_info *out) {
+    if (!id || !cel_id_valid(id, strlen(id))) return fail(c, CELERIAC_E_ARGS, "bad task id");
+    cel_msg m;
+    memset(&m, 0, sizeof m);
+    m.op = op, m.id = cel_str_c(id);
+    cel_msg_set(&m, CEL_F_ID);
+    if (op == CEL_OP_WAIT) m.timeout_ms = timeout_ms, cel_msg_set(&m, CEL_F_TIMEOUT_MS);
+    call k = {.info = out};
+    if (out) memset(out, 0, sizeof *out);
+    return run_call(c, &m, &k, mono_ms() + (long long)timeout_ms + CALL_TIMEOUT_MS);
+}
+
+int celeriac_status(celeriac *c, const char *id, celeriac_task_info *out) {
+    return id_call(c, CEL_OP_STATUS, id, 0, out);
+}
+
+int celeriac_wait(celeriac *c, const char *id, int timeout_ms, celeriac_task_info *out) {
+    return id_call(c, CEL_OP_WAIT, id, timeout_ms > 0 ? (uint64_t)timeout_ms : 0, out);
+}
+
+int celeriac_cancel(celeriac *c, const char *id) {
+    return id_call(c, CEL_OP_CANCEL, id, 0, NULL);
+}
+
+int celeriac_stats(celeriac *c, char **json_out) {
+    cel_msg m;
+    memset(&m, 0, sizeof m);
+    m.op = CEL_OP_STATS;
+    call k = {.json = json_out};
+    *json_out = NULL;
+    return run_call(c, &m, &k, mono_ms() + CALL_TIMEOUT_MS);
+}
