@@ -99,3 +99,7 @@ int celeriac_async_wait(celeriac_async *a, const char *id, int timeout_ms, celer
                         void *arg) {
     return id_call(a, CEL_OP_WAIT, id, timeout_ms, cb, arg);
 }
+
+int celeriac_async_cancel(celeriac_async *a, const char *id, celeriac_cb cb, void *arg) {
+    return id_call(a, CEL_OP_CANCEL, id, 0, cb, arg);
+}

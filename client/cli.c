@@ -19,7 +19,12 @@ static const char *usage_main =
     "  status ID               print the task's state as JSON\n"
     "  cancel ID               cancel a queued, scheduled or running task\n"
     "  stats                   broker counters and queues as JSON\n"
-    "  queues                  queues with their depths as JSON\n\n"
+    "  queues                  queues with their depths as JSON\n"
+    "  pause Q | resume Q      stop / restart dispatching a queue (enqueues still accepted)\n"
+    "  purge Q --yes           delete a queue's ready and scheduled tasks\n"
+    "  dead list Q [--count N] ids in the queue's dead set, oldest first\n"
+    "  dead requeue Q [ID]     dead tasks (one, or all) back to ready\n"
+    "  dead purge Q --yes      delete the dead tasks\n\n"
     "The broker defaults to $CELERIAC_BROKER, then 127.0.0.1:7878. `celeriac COMMAND --help`\n"
     "shows one command.\n";
 
@@ -184,6 +189,45 @@ static int cmd_stats(const char *broker, bool queues_only) {
     return 0;
 }
 
+/* pause, resume, purge and the dead-letter commands. */
+static int cmd_admin(const char *broker, int argc, char **argv) {
+    bool dead = !strcmp(argv[0], "dead");
+    const char *sub = dead && argc > 1 ? argv[1] : NULL;
+    int qi = dead ? 2 : 1;
+    if (argc <= qi || (dead && !sub)) return die(2, "%s needs a queue (see --help)", argv[0]);
+    const char *queue = argv[qi], *extra = argc > qi + 1 ? argv[qi + 1] : NULL;
+    bool destructive = !strcmp(argv[0], "purge") || (dead && !strcmp(sub, "purge"));
+    if (destructive && (!extra || strcmp(extra, "--yes") != 0))
+        return die(2, "%s deletes tasks: repeat with --yes", argv[0]);
+    celeriac *c = connect_or_die(broker);
+    if (!c) return 3;
+    int rc;
+    uint64_t count = 0;
+    if (dead && !strcmp(sub, "list")) {
+        char **ids;
+        size_t n;
+        long max = extra && !strcmp(extra, "--count") && argc > qi + 2 ? atol(argv[qi + 2]) : 100;
+        rc = celeriac_dead_list(c, queue, max > 0 ? (size_t)max : 100, &ids, &n);
+        for (size_t i = 0; rc == CELERIAC_OK && i < n; i++) puts(ids[i]);
+        celeriac_ids_free(ids, n);
+    } else {
+        const char *action = !dead                     ? argv[0]
+                             : !strcmp(sub, "requeue") ? "dead_requeue"
+                             : !strcmp(sub, "purge")   ? "dead_purge"
+                                                       : NULL;
+        if (!action) return celeriac_close(c), die(2, "unknown dead command '%s'", sub);
+        rc = celeriac_queue_admin(c, action, queue,
+                                  dead && extra && strcmp(extra, "--yes") ? extra : NULL, &count);
+        if (rc == CELERIAC_OK && strcmp(action, "pause") && strcmp(action, "resume"))
+            printf("%llu\n", (unsigned long long)count);
+    }
+    if (rc != CELERIAC_OK)
+        fprintf(stderr, "celeriac: %s: %s: %s\n", argv[0], celeriac_strerror(rc),
+                celeriac_last_error(c));
+    celeriac_close(c);
+    return rc == CELERIAC_OK ? 0 : rc == CELERIAC_E_ARGS ? 2 : 3;
+}
+
 int main(int argc, char **argv) {
     const char *broker = NULL;
     int i = 1;
@@ -205,5 +249,8 @@ int main(int argc, char **argv) {
         return cmd_id(broker, cmd, sub_argc, sub_argv);
     if (!strcmp(cmd, "stats")) return cmd_stats(broker, false);
     if (!strcmp(cmd, "queues")) return cmd_stats(broker, true);
+    if (!strcmp(cmd, "pause") || !strcmp(cmd, "resume") || !strcmp(cmd, "purge") ||
+        !strcmp(cmd, "dead"))
+        return cmd_admin(broker, sub_argc, sub_argv);
     return die(2, "unknown command '%s' (see --help)", cmd);
 }

@@ -23,6 +23,9 @@ struct celeriac {
 
 typedef struct call {
     bool done;
+    uint64_t count;
+    char ***list;
+    size_t *nlist;
     int code;
     cel_error err;
     celeriac_task_info *info;
@@ -61,6 +64,15 @@ static void on_reply(cel_conn *conn, const cel_msg *r, const cel_error *err, voi
         json_t *j = cel_json_from_msgpack(r->stats.obj);
         *k->json = json_dumps(j, JSON_COMPACT);
         json_decref(j);
+    }
+    k->count = r->count;
+    if (k->list) {
+        *k->list = calloc(r->ids.n + 1, sizeof **k->list);
+        for (uint32_t i = 0; *k->list && i < r->ids.n; i++) {
+            cel_str s = cel_list_str(&r->ids, i);
+            (*k->list)[i] = strndup(s.ptr, s.len);
+        }
+        *k->nlist = *k->list ? r->ids.n : 0;
     }
     for (size_t i = 0; k->ids && i < k->nids && i < r->ids.n; i++) {
         cel_str s = cel_list_str(&r->ids, i);
@@ -251,4 +263,50 @@ int celeriac_stats(celeriac *c, char **json_out) {
     call k = {.json = json_out};
     *json_out = NULL;
     return run_call(c, &m, &k, mono_ms() + CALL_TIMEOUT_MS);
+}
+
+static const struct {
+    const char *name;
+    cel_op op;
+} admin_ops[] = {{"pause", CEL_OP_PAUSE},
+                 {"resume", CEL_OP_RESUME},
+                 {"purge", CEL_OP_PURGE},
+                 {"dead_requeue", CEL_OP_DEAD_REQUEUE},
+                 {"dead_purge", CEL_OP_DEAD_PURGE}};
+
+int celeriac_queue_admin(celeriac *c, const char *action, const char *queue, const char *id,
+                         uint64_t *count_out) {
+    cel_msg m;
+    memset(&m, 0, sizeof m);
+    for (size_t i = 0; action && i < sizeof admin_ops / sizeof *admin_ops; i++)
+        if (!strcmp(action, admin_ops[i].name)) m.op = admin_ops[i].op;
+    if (m.op == CEL_OP_NONE) return fail(c, CELERIAC_E_ARGS, "unknown queue action");
+    if (!queue || !cel_name_valid(queue, strlen(queue)))
+        return fail(c, CELERIAC_E_ARGS, "bad queue name");
+    m.queue = cel_str_c(queue), cel_msg_set(&m, CEL_F_QUEUE);
+    if (id && m.op == CEL_OP_DEAD_REQUEUE) {
+        if (!cel_id_valid(id, strlen(id))) return fail(c, CELERIAC_E_ARGS, "bad task id");
+        m.id = cel_str_c(id), cel_msg_set(&m, CEL_F_ID);
+    }
+    call k = {0};
+    int rc = run_call(c, &m, &k, mono_ms() + CALL_TIMEOUT_MS);
+    if (rc == CELERIAC_OK && count_out) *count_out = k.count;
+    return rc;
+}
+
+int celeriac_dead_list(celeriac *c, const char *queue, size_t max, char ***ids_out, size_t *n_out) {
+    *ids_out = NULL, *n_out = 0;
+    if (!queue || !cel_name_valid(queue, strlen(queue)))
+        return fail(c, CELERIAC_E_ARGS, "bad queue name");
+    cel_msg m;
+    memset(&m, 0, sizeof m);
+    m.op = CEL_OP_DEAD_LIST, m.queue = cel_str_c(queue), m.count = max ? max : 100;
+    cel_msg_set(&m, CEL_F_QUEUE), cel_msg_set(&m, CEL_F_COUNT);
+    call k = {.list = ids_out, .nlist = n_out};
+    return run_call(c, &m, &k, mono_ms() + CALL_TIMEOUT_MS);
+}
+
+void celeriac_ids_free(char **ids, size_t n) {
+    for (size_t i = 0; ids && i < n; i++) free(ids[i]);
+    free(ids);
 }

@@ -106,6 +106,16 @@ int celeriac_cancel(celeriac *c, const char *id);
 /* *json_out: malloc'd JSON text of the broker's counters and queues. */
 int celeriac_stats(celeriac *c, char **json_out);
 
+/* Operator commands on a queue. action: "pause", "resume", "purge" (ready and scheduled tasks),
+ * "dead_requeue" (id, or NULL for all), "dead_purge". *count_out (may be NULL) gets how many
+ * tasks were affected. */
+int celeriac_queue_admin(celeriac *c, const char *action, const char *queue, const char *id,
+                         uint64_t *count_out);
+/* Ids in a queue's dead set, oldest first, at most max. *ids_out is a malloc'd array of n
+ * malloc'd strings; release with celeriac_ids_free. */
+int celeriac_dead_list(celeriac *c, const char *queue, size_t max, char ***ids_out, size_t *n_out);
+void celeriac_ids_free(char **ids, size_t n);
+
 /* ---- async ---- */
 typedef struct celeriac_async celeriac_async;
 /* status: CELERIAC_OK or an error; id: the task's id; info: for status/wait, else NULL. Valid
@@ -120,6 +130,7 @@ int celeriac_async_enqueue(celeriac_async *a, const char *queue, const char *tas
 int celeriac_async_status(celeriac_async *a, const char *id, celeriac_cb cb, void *arg);
 int celeriac_async_wait(celeriac_async *a, const char *id, int timeout_ms, celeriac_cb cb,
                         void *arg);
+int celeriac_async_cancel(celeriac_async *a, const char *id, celeriac_cb cb, void *arg);
 
 #ifdef __cplusplus
 }
