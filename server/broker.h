@@ -76,6 +76,13 @@ typedef struct cel_counters {
         protocol_errors, dropped_slow;
 } cel_counters;
 
+/* Per-second rates over the last RATE_WINDOW_MS, refreshed by a timer. */
+#define RATE_WINDOW_MS 5000
+typedef struct cel_rates {
+    cel_counters last;
+    double enqueued, dispatched, acked, failed;
+} cel_rates;
+
 typedef struct cel_waiters cel_waiters;
 
 struct cel_server {
@@ -94,6 +101,8 @@ struct cel_server {
     struct event *reaper, *poll, *accept_retry;
     struct event *sig_term, *sig_int, *sig_hup;
     cel_counters counters;
+    cel_rates rates;
+    struct event *rate_timer;
     long long started_ms;
     bool stopping;
     int script[16];

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "batch.h"
 
@@ -406,10 +407,29 @@ static void pack_kv_u64(msgpack_packer *pk, const char *k, unsigned long long v)
     msgpack_pack_uint64(pk, v);
 }
 
+static void pack_kv_double(msgpack_packer *pk, const char *k, double v) {
+    msgpack_pack_str_with_body(pk, k, strlen(k));
+    msgpack_pack_double(pk, v);
+}
+
+/* Resident memory of this process, for the operator's STATS. */
+static long rss_kb(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f && fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    if (f) fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
 static void stats_pack(cel_server *s, msgpack_packer *pk, const redisReply *rep) {
     cel_redis_stats rs;
     cel_redis_get_stats(s->redis, &rs);
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 18);
+    pack_kv_u64(pk, "rss_kb", (unsigned long long)rss_kb());
+    pack_kv_double(pk, "enqueued_per_s", s->rates.enqueued);
+    pack_kv_double(pk, "dispatched_per_s", s->rates.dispatched);
+    pack_kv_double(pk, "acked_per_s", s->rates.acked);
+    pack_kv_double(pk, "failed_per_s", s->rates.failed);
     pack_kv_u64(pk, "uptime_ms", (unsigned long long)(cel_now_ms() - s->started_ms));
     pack_kv_u64(pk, "connections", (unsigned long long)s->nclients);
     pack_kv_u64(pk, "connections_total", s->counters.connections_total);

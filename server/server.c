@@ -69,6 +69,18 @@ static void on_poll(evutil_socket_t fd, short what, void *arg) {
     dispatch_poll(arg);
 }
 
+static void on_rates(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    cel_server *s = arg;
+    cel_rates *r = &s->rates;
+    double secs = RATE_WINDOW_MS / 1000.0;
+    r->enqueued = (double)(s->counters.enqueued - r->last.enqueued) / secs;
+    r->dispatched = (double)(s->counters.dispatched - r->last.dispatched) / secs;
+    r->acked = (double)(s->counters.acked - r->last.acked) / secs;
+    r->failed = (double)(s->counters.failed - r->last.failed) / secs;
+    r->last = s->counters;
+}
+
 static void on_redis_ready(void *arg) {
     cel_server *s = arg;
     on_reaper(-1, 0, s);
@@ -169,8 +181,8 @@ static void server_free(cel_server *s) {
         free(q);
     }
     if (s->listener) evconnlistener_free(s->listener);
-    struct event *evs[] = {s->reaper,   s->poll,    s->accept_retry,
-                           s->sig_term, s->sig_int, s->sig_hup};
+    struct event *evs[] = {s->reaper,  s->poll,    s->accept_retry, s->sig_term,
+                           s->sig_int, s->sig_hup, s->rate_timer};
     for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
         if (evs[i]) event_free(evs[i]);
     cel_buf_free(&s->out);
@@ -200,6 +212,7 @@ int server_run(cel_config *cfg) {
     s->redis = cel_redis_new(s->base, cfg, on_redis_ready, s);
     s->reaper = timer_every(s, cfg->reaper_ms, on_reaper);
     s->poll = timer_every(s, cfg->poll_ms, on_poll);
+    s->rate_timer = timer_every(s, RATE_WINDOW_MS, on_rates);
     log_info("celeriacd %s listening on %s:%d, redis %s:%d, prefix '%s'", s->broker_id, cfg->listen,
              cfg->port, cfg->redis_socket[0] ? cfg->redis_socket : cfg->redis_host, cfg->redis_port,
              cfg->prefix);
