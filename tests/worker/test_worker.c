@@ -194,6 +194,89 @@ static void test_results_arrive_across_a_broker_restart(void) {
     env_stop(&e);
 }
 
+static void test_poison_task_goes_dead_while_others_flow(void) {
+    env e;
+    char *flags[] = {"--concurrency", "2", NULL};
+    CU_ASSERT_FATAL(env_start(&e, flags));
+    tc p;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    cel_msg m;
+    tc_msg(&m, CEL_OP_ENQUEUE);
+    m.queue = cel_str_c("default"), m.task = cel_str_c("celeriac.crash"), m.id = cel_str_c("pill");
+    m.max_retries = 50;
+    m.present = 1u << CEL_F_QUEUE | 1u << CEL_F_TASK | 1u << CEL_F_ID | 1u << CEL_F_MAX_RETRIES;
+    CU_ASSERT(tc_reply(&p, tc_send(&p, &m), 5000) != NULL);
+    char ids[40][16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(ids[i], sizeof ids[i], "ok-%d", i);
+        enqueue(&p, ids[i], "celeriac.noop", NULL, 0, 0);
+    }
+    const cel_msg *r = finish(&p, "pill");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "dead");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->reason), "worker_lost");
+    CU_ASSERT_EQUAL(r->attempt, 3); /* three deliveries killed a child, then no more */
+    int ok = 0;
+    for (int i = 0; i < 40; i++) ok += !strcmp(tc_s(finish(&p, ids[i])->state), "succeeded");
+    CU_ASSERT_EQUAL(ok, 40);
+    tc_close(&p);
+    env_stop(&e);
+}
+
+static void test_ten_thousand_delayed_tasks_due_at_once_run_exactly_once(void) {
+    env e;
+    char *flags[] = {"--concurrency", "2", "--prefetch", "64", NULL};
+    CU_ASSERT_FATAL(env_start(&e, flags));
+    th_proc w2;
+    CU_ASSERT_FATAL(th_worker_start(&w2, e.broker.port, flags));
+    tc p;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    enum { N = 10000 };
+    for (int i = 0; i < N; i++) {
+        cel_msg m;
+        tc_msg(&m, CEL_OP_ENQUEUE);
+        char id[16];
+        snprintf(id, sizeof id, "late-%d", i);
+        m.queue = cel_str_c("default"), m.task = cel_str_c("celeriac.noop"), m.id = cel_str_c(id);
+        m.delay_ms = 1000;
+        m.present = 1u << CEL_F_QUEUE | 1u << CEL_F_TASK | 1u << CEL_F_ID | 1u << CEL_F_DELAY_MS;
+        tc_send(&p, &m);
+    }
+    int scheduled = 0;
+    for (int i = 0; i < N; i++) {
+        const cel_msg *r = tc_recv(&p, 10000);
+        scheduled += r && r->op == CEL_OP_OK && !strcmp(tc_s(r->state), "scheduled");
+    }
+    CU_ASSERT_EQUAL_FATAL(scheduled, N);
+    redisContext *rc = th_redis_connect(&e.redis);
+    long long deadline = th_now_ms() + 60000;
+    long long left = N;
+    while (left > 0 && th_now_ms() < deadline) {
+        th_sleep_ms(200);
+        redisReply *rep =
+            redisCommand(rc, "EVAL %s 0",
+                         "local n = 0 for _, k in ipairs({'ready','delayed','leased'}) do n = n + "
+                         "redis.call('ZCARD', 'cel:{default}:' .. k) end return n");
+        left = rep ? rep->integer : -1;
+        freeReplyObject(rep);
+    }
+    CU_ASSERT_EQUAL(left, 0);
+    /* Every task succeeded on its first and only delivery. */
+    int once = 0;
+    for (int i = 0; i < N; i++) redisAppendCommand(rc, "HMGET cel:{default}:t:late-%d st at", i);
+    for (int i = 0; i < N; i++) {
+        redisReply *rep = NULL;
+        redisGetReply(rc, (void **)&rep);
+        once += rep && rep->elements == 2 && rep->element[0]->str &&
+                !strcmp(rep->element[0]->str, "succeeded") && !strcmp(rep->element[1]->str, "1");
+        freeReplyObject(rep);
+    }
+    CU_ASSERT_EQUAL(once, N);
+    redisFree(rc);
+    tc_close(&p);
+    th_proc_stop(&w2, SIGTERM);
+    env_stop(&e);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"built-in tasks end to end", test_builtin_tasks_end_to_end},
@@ -203,6 +286,9 @@ int main(void) {
         {"killed worker's task runs again elsewhere", test_killed_worker_task_runs_again_elsewhere},
         {"SIGTERM drain loses nothing", test_sigterm_drain_loses_nothing},
         {"results arrive across a broker restart", test_results_arrive_across_a_broker_restart},
+        {"poison task goes dead while others flow", test_poison_task_goes_dead_while_others_flow},
+        {"10k delayed tasks due at once run exactly once",
+         test_ten_thousand_delayed_tasks_due_at_once_run_exactly_once},
         {NULL, NULL}};
     return th_run("worker", tests);
 }
