@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "json.h"
 #include "requests.h"
 
@@ -33,12 +34,6 @@ typedef struct call {
     char (*ids)[CELERIAC_ID_SIZE];
     size_t nids;
 } call;
-
-static long long mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int fail(celeriac *c, int code, const char *fmt, ...) {
     va_list ap;
@@ -87,7 +82,7 @@ static int run_call(celeriac *c, cel_msg *m, call *k, long long deadline_ms) {
     if (cel_conn_send(c->conn, m, on_reply, k, &err) != CEL_OK)
         return fail(c, err.code, "%s", err.msg);
     while (!k->done) {
-        long long left = deadline_ms - mono_ms();
+        long long left = deadline_ms - cel_now_ms();
         if (left <= 0) {
             /* Reset the connection: the reply to this request must not land on a later one. */
             cel_conn_free(c->conn);
@@ -118,8 +113,8 @@ celeriac *celeriac_connect(const char *brokers, int timeout_ms, char *err, size_
                        .client_name = "libceleriac",
                        .connect_timeout_ms = timeout_ms > 0 ? timeout_ms : 5000};
     c->conn = cel_conn_new(c->base, &o);
-    long long deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
-    while (c->conn && !cel_conn_is_up(c->conn) && mono_ms() < deadline) {
+    long long deadline = cel_now_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
+    while (c->conn && !cel_conn_is_up(c->conn) && cel_now_ms() < deadline) {
         struct timeval tv = {0, 20000};
         event_base_loopexit(c->base, &tv);
         event_base_loop(c->base, EVLOOP_ONCE);
@@ -151,7 +146,7 @@ static int enqueue_raw(celeriac *c, const char *queue, const char *task, const c
         snprintf(id, sizeof id, "%s", o->id);
     else
         req_new_id(id);
-    long long deadline = mono_ms() + CALL_TIMEOUT_MS;
+    long long deadline = cel_now_ms() + CALL_TIMEOUT_MS;
     call k;
     int rc;
     do {
@@ -160,7 +155,7 @@ static int enqueue_raw(celeriac *c, const char *queue, const char *task, const c
         memset(&k, 0, sizeof k);
         rc = run_call(c, &m, &k, deadline);
         /* Lost before the reply: same id again, the broker deduplicates. */
-    } while (rc == CELERIAC_E_UNAVAILABLE && mono_ms() < deadline);
+    } while (rc == CELERIAC_E_UNAVAILABLE && cel_now_ms() < deadline);
     if (rc == CELERIAC_OK && id_out) snprintf(id_out, CELERIAC_ID_SIZE, "%s", id);
     return rc;
 }
@@ -222,9 +217,9 @@ int celeriac_enqueue_bulk(celeriac *c, const celeriac_bulk_item *items, size_t n
         m.tasks.msgs = entries, m.tasks.n = (uint32_t)n;
         cel_msg_set(&m, CEL_F_TASKS);
         call k = {.ids = ids_out, .nids = ids_out ? n : 0};
-        long long deadline = mono_ms() + CALL_TIMEOUT_MS;
+        long long deadline = cel_now_ms() + CALL_TIMEOUT_MS;
         do rc = run_call(c, &m, &k, deadline);
-        while (rc == CELERIAC_E_UNAVAILABLE && mono_ms() < deadline);
+        while (rc == CELERIAC_E_UNAVAILABLE && cel_now_ms() < deadline);
     }
     for (size_t i = 0; args && i < n; i++) cel_buf_free(&args[i]);
     free(entries), free(args), free(ids);
@@ -241,7 +236,7 @@ static int id_call(celeriac *c, cel_op op, const char *id, uint64_t timeout_ms,
     if (op == CEL_OP_WAIT) m.timeout_ms = timeout_ms, cel_msg_set(&m, CEL_F_TIMEOUT_MS);
     call k = {.info = out};
     if (out) memset(out, 0, sizeof *out);
-    return run_call(c, &m, &k, mono_ms() + (long long)timeout_ms + CALL_TIMEOUT_MS);
+    return run_call(c, &m, &k, cel_now_ms() + (long long)timeout_ms + CALL_TIMEOUT_MS);
 }
 
 int celeriac_status(celeriac *c, const char *id, celeriac_task_info *out) {
@@ -262,7 +257,7 @@ int celeriac_stats(celeriac *c, char **json_out) {
     m.op = CEL_OP_STATS;
     call k = {.json = json_out};
     *json_out = NULL;
-    return run_call(c, &m, &k, mono_ms() + CALL_TIMEOUT_MS);
+    return run_call(c, &m, &k, cel_now_ms() + CALL_TIMEOUT_MS);
 }
 
 static const struct {
@@ -289,7 +284,7 @@ int celeriac_queue_admin(celeriac *c, const char *action, const char *queue, con
         m.id = cel_str_c(id), cel_msg_set(&m, CEL_F_ID);
     }
     call k = {0};
-    int rc = run_call(c, &m, &k, mono_ms() + CALL_TIMEOUT_MS);
+    int rc = run_call(c, &m, &k, cel_now_ms() + CALL_TIMEOUT_MS);
     if (rc == CELERIAC_OK && count_out) *count_out = k.count;
     return rc;
 }
@@ -303,7 +298,7 @@ int celeriac_dead_list(celeriac *c, const char *queue, size_t max, char ***ids_o
     m.op = CEL_OP_DEAD_LIST, m.queue = cel_str_c(queue), m.count = max ? max : 100;
     cel_msg_set(&m, CEL_F_QUEUE), cel_msg_set(&m, CEL_F_COUNT);
     call k = {.list = ids_out, .nlist = n_out};
-    return run_call(c, &m, &k, mono_ms() + CALL_TIMEOUT_MS);
+    return run_call(c, &m, &k, cel_now_ms() + CALL_TIMEOUT_MS);
 }
 
 void celeriac_ids_free(char **ids, size_t n) {

@@ -40,6 +40,15 @@ void batch_arg_u64(batch *b, uint64_t v) {
     batch_arg(b, tmp, (size_t)n);
 }
 
+void batch_arg_object(batch *b, const msgpack_object *o) {
+    size_t before = b->arena.len;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b->arena, cel_buf_msgpack_write);
+    msgpack_pack_object(&pk, *o);
+    uint32_t pair[2] = {(uint32_t)before, (uint32_t)(b->arena.len - before)};
+    cel_buf_append(&b->args, pair, sizeof pair);
+}
+
 void batch_arg_i64(batch *b, int64_t v) {
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);

@@ -30,6 +30,8 @@ void batch_free(batch *b);
 void batch_arg(batch *b, const void *p, size_t len);
 void batch_arg_str(batch *b, cel_str s);
 void batch_arg_u64(batch *b, uint64_t v);
+/* One msgpack value, packed into the arena as one argument. */
+void batch_arg_object(batch *b, const msgpack_object *o);
 void batch_arg_i64(batch *b, int64_t v);
 /* Reserves the entry-count argument; batch_send fills it. */
 void batch_arg_count(batch *b);

@@ -10,6 +10,7 @@
 #include <event2/listener.h>
 #include <sys/queue.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "redis.h"
@@ -119,8 +120,6 @@ enum {
     SCRIPT_ADMIN,
     SCRIPT__COUNT
 };
-
-long long cel_now_ms(void);
 
 /* server.c */
 int server_run(cel_config *cfg);

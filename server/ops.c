@@ -104,12 +104,7 @@ static void enqueue_args(batch *b, const cel_msg *m) {
     batch_arg_str(b, m->queue);
     batch_arg_str(b, m->task);
     if (m->args.obj) {
-        size_t before = b->arena.len;
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &b->arena, cel_buf_msgpack_write);
-        msgpack_pack_object(&pk, *m->args.obj);
-        uint32_t pair[2] = {(uint32_t)before, (uint32_t)(b->arena.len - before)};
-        cel_buf_append(&b->args, pair, sizeof pair);
+        batch_arg_object(b, m->args.obj);
     } else if (m->args.bytes) {
         batch_arg(b, m->args.bytes, m->args.len);
     } else {
@@ -244,12 +239,7 @@ static void op_settle(cel_client *c, const cel_msg *m) {
     settle_args(b, m->seq, m->op, names[m->op], lease_queue(c, m->id), m->id, m->token);
     if (m->op == CEL_OP_ACK) {
         if (m->result.obj) {
-            size_t before = b->arena.len;
-            msgpack_packer pk;
-            msgpack_packer_init(&pk, &b->arena, cel_buf_msgpack_write);
-            msgpack_pack_object(&pk, *m->result.obj);
-            uint32_t pair[2] = {(uint32_t)before, (uint32_t)(b->arena.len - before)};
-            cel_buf_append(&b->args, pair, sizeof pair);
+            batch_arg_object(b, m->result.obj);
         } else {
             batch_arg(b, "", 0);
         }

@@ -10,6 +10,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define MAX_SCRIPTS 32
@@ -56,12 +57,6 @@ static struct {
 } scripts[MAX_SCRIPTS];
 static int nscripts;
 
-static long long now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 int cel_redis_script_register(const char *name, const char *source) {
     if (nscripts >= MAX_SCRIPTS) return -1;
     scripts[nscripts].name = name;
@@ -76,7 +71,7 @@ static void req_finish(rreq *q, const redisReply *reply, const cel_error *err) {
     TAILQ_REMOVE(&r->pending, q, link);
     r->inflight--;
     if (reply)
-        r->stats.last_latency_us = now_us() - q->sent_us;
+        r->stats.last_latency_us = cel_now_us() - q->sent_us;
     else
         r->stats.failures++;
     if (q->cb) q->cb(reply, err, q->arg);
@@ -128,7 +123,7 @@ static void on_reply(redisAsyncContext *ac, void *reply_v, void *privdata) {
 }
 
 static bool req_send(cel_redis *r, rreq *q) {
-    q->sent_us = now_us();
+    q->sent_us = cel_now_us();
     q->deadline_ms = q->sent_us / 1000 + r->cfg->redis_timeout_ms;
     return redisAsyncFormattedCommand(r->ac, on_reply, q, q->cmd, (size_t)q->cmdlen) == REDIS_OK;
 }
@@ -317,7 +312,7 @@ static void start_connect(cel_redis *r) {
     r->ac->data = r;
     r->state = R_CONNECTING;
     r->stats.reconnects++;
-    r->connect_deadline_ms = now_us() / 1000 + c->redis_timeout_ms;
+    r->connect_deadline_ms = cel_now_us() / 1000 + c->redis_timeout_ms;
     redisLibeventAttach(r->ac, r->base);
     redisAsyncSetConnectCallback(r->ac, on_connect);
     redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
@@ -347,7 +342,7 @@ static void redis_reset(cel_redis *r, const char *why) {
 static void on_tick(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     cel_redis *r = arg;
-    long long now = now_us() / 1000;
+    long long now = cel_now_us() / 1000;
     if (r->state == R_CONNECTING && now > r->connect_deadline_ms) {
         redis_reset(r, "connect timed out");
         return;

@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "clock.h"
 #include "daemon.h"
 
 typedef struct held {
@@ -46,12 +47,6 @@ typedef struct worker {
     msgpack_zone zone;
     unsigned long long done;
 } worker;
-
-static long long mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static held *held_find(worker *w, const char *id, size_t len) {
     for (size_t i = 0; i < w->nheld; i++)
@@ -183,7 +178,7 @@ static void on_task(worker *w, const cel_msg *t) {
     held *h = &w->held[w->nheld++];
     memset(h, 0, sizeof *h);
     snprintf(h->id, sizeof h->id, "%.*s", (int)t->id.len, t->id.ptr);
-    h->token = t->token, h->lease_ms = t->lease_ms, h->last_touch_ms = mono_ms();
+    h->token = t->token, h->lease_ms = t->lease_ms, h->last_touch_ms = cel_now_ms();
     cel_buf_init(&h->frame);
     cel_msg copy = *t;
     cel_msg_encode(&h->frame, &copy, UINT32_MAX, NULL);
@@ -235,7 +230,7 @@ static void touch_reply(cel_conn *c, const cel_msg *r, const cel_error *err, voi
 }
 
 static void touch_leases(worker *w) {
-    long long now = mono_ms();
+    long long now = cel_now_ms();
     for (size_t i = 0; i < w->nheld; i++) {
         held *h = &w->held[i];
         if (now - h->last_touch_ms < (long long)h->lease_ms / 3) continue;
@@ -259,7 +254,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     if (cel_conn_is_up(w->conn)) touch_leases(w);
     if (!w->draining) return;
     bool idle = pool_busy(w->pool) == 0 && TAILQ_EMPTY(&w->outcomes);
-    if (idle || mono_ms() > w->drain_deadline_ms) {
+    if (idle || cel_now_ms() > w->drain_deadline_ms) {
         if (!idle)
             log_warn("drain timeout: %d tasks still running are left to the broker",
                      pool_busy(w->pool));
@@ -313,7 +308,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     log_info("draining: no new tasks, up to %d ms for %d running", w->cfg->drain_timeout_ms,
              pool_busy(w->pool));
     w->draining = true;
-    w->drain_deadline_ms = mono_ms() + w->cfg->drain_timeout_ms;
+    w->drain_deadline_ms = cel_now_ms() + w->cfg->drain_timeout_ms;
     if (cel_conn_is_up(w->conn)) send_consume(w);
 }
 

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "worker.h"
 
 typedef struct slot {
@@ -44,12 +45,6 @@ struct cel_pool {
     msgpack_zone zone;
     cel_buf out;
 };
-
-static long long mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void slot_read(struct bufferevent *bev, void *arg);
 
@@ -162,7 +157,7 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg) {
 static void on_tick(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     cel_pool *p = arg;
-    long long now = mono_ms();
+    long long now = cel_now_ms();
     for (int i = 0; i < p->n; i++) {
         slot *s = &p->slots[i];
         if (!s->busy || !s->pid) continue;
@@ -255,7 +250,7 @@ bool pool_run(cel_pool *p, const cel_msg *task, uint64_t soft_ms, uint64_t hard_
         snprintf(s->id, sizeof s->id, "%.*s", (int)task->id.len, task->id.ptr);
         s->token = task->token;
         s->busy = true;
-        s->hard_deadline_ms = hard_ms ? mono_ms() + (long long)hard_ms : 0;
+        s->hard_deadline_ms = hard_ms ? cel_now_ms() + (long long)hard_ms : 0;
         s->abort_deadline_ms = 0;
         bufferevent_write(s->bev, p->out.data, p->out.len);
         return true;
@@ -275,6 +270,6 @@ void pool_abort(cel_pool *p, const char *id, size_t len, int grace_ms) {
         if (cel_msg_encode(&p->out, &a, UINT32_MAX, NULL) == CEL_OK)
             bufferevent_write(s->bev, p->out.data, p->out.len);
         s->aborted = true;
-        s->abort_deadline_ms = mono_ms() + grace_ms;
+        s->abort_deadline_ms = cel_now_ms() + grace_ms;
     }
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "clock.h"
 #include "worker.h"
 
 struct celeriac_task_ctx {
@@ -24,12 +25,6 @@ struct celeriac_task_ctx {
     bool cancelled;
     int fd;
 };
-
-static long long mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *celeriac_task_id(const celeriac_task_ctx *c) {
     return c->id;
@@ -110,7 +105,8 @@ bool celeriac_task_cancelled(celeriac_task_ctx *c) {
 }
 
 bool celeriac_task_should_stop(celeriac_task_ctx *c) {
-    return celeriac_task_cancelled(c) || (c->soft_deadline_ms && mono_ms() >= c->soft_deadline_ms);
+    return celeriac_task_cancelled(c) ||
+           (c->soft_deadline_ms && cel_now_ms() >= c->soft_deadline_ms);
 }
 
 void celeriac_task_progress(celeriac_task_ctx *c, unsigned percent) {
@@ -137,7 +133,7 @@ static int run_one(celeriac_task_ctx *ctx, const celeriac_registry *r, const cel
     ctx->attempt = (unsigned)t->attempt;
     ctx->args = t->args.obj;
     ctx->has_result = false, ctx->cancelled = false, ctx->error[0] = 0;
-    ctx->soft_deadline_ms = t->soft_ms ? mono_ms() + (long long)t->soft_ms : 0;
+    ctx->soft_deadline_ms = t->soft_ms ? cel_now_ms() + (long long)t->soft_ms : 0;
     ctx->handler = registry_find(r, t->task.ptr, t->task.len);
     if (!ctx->handler) {
         celeriac_task_error(ctx, "unknown task '%s' (no handler registered on this worker)",
