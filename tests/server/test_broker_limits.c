@@ -140,6 +140,39 @@ static void test_bad_flags_are_refused_with_a_message(void) {
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+static void test_config_file_sets_flags(void) {
+    th_redis r;
+    CU_ASSERT_FATAL(th_redis_start(&r, NULL));
+    char path[300];
+    snprintf(path, sizeof path, "%s/celeriacd.conf", r.dir);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f, "# comments and blank lines are fine\n\nmax-frame 512\nname from-config\n");
+    fclose(f);
+    th_proc b;
+    char *flags[] = {"--config", path, NULL};
+    CU_ASSERT_FATAL(th_broker_start(&b, &r, flags));
+    tc t;
+    CU_ASSERT_FATAL(tc_connect(&t, b.port, NULL));
+    cel_msg m;
+    tc_msg(&m, CEL_OP_HELLO);
+    m.role = cel_str_c("producer"), m.version = 1;
+    cel_msg_set(&m, CEL_F_ROLE), cel_msg_set(&m, CEL_F_VERSION);
+    const cel_msg *w = tc_reply(&t, tc_send(&t, &m), 5000);
+    CU_ASSERT_FATAL(w && w->op == CEL_OP_WELCOME);
+    CU_ASSERT_EQUAL(w->max_frame, 512);
+    CU_ASSERT_STRING_EQUAL(tc_s(w->server), "from-config");
+    tc_close(&t);
+    th_proc_stop(&b, SIGTERM);
+    f = fopen(path, "w");
+    fprintf(f, "no-such-option 1\n");
+    fclose(f);
+    char *argv[] = {(char *)th_bin("server/celeriacd"), "--config", path, NULL};
+    int st = th_stop(th_spawn(argv, "/dev/null"), 0, 5000);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    th_redis_stop(&r);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"connection limit pauses accepting", test_connection_limit_pauses_accepting},
@@ -150,6 +183,7 @@ int main(void) {
         {"redis in-flight limit answers BUSY", test_redis_inflight_limit_answers_busy},
         {"frame limit flag is enforced", test_frame_limit_flag_is_enforced},
         {"bad flags are refused with a message", test_bad_flags_are_refused_with_a_message},
+        {"config file sets flags", test_config_file_sets_flags},
         {NULL, NULL}};
     return th_run("broker limits", tests);
 }

@@ -277,6 +277,50 @@ static void test_ten_thousand_delayed_tasks_due_at_once_run_exactly_once(void) {
     env_stop(&e);
 }
 
+static void test_soft_limit_tells_the_task_to_stop(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, NULL));
+    tc p;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    cel_msg m;
+    tc_msg(&m, CEL_OP_ENQUEUE);
+    const uint8_t ten_s[] = {0x91, 0x0a};
+    m.queue = cel_str_c("default"), m.task = cel_str_c("celeriac.sleep"), m.id = cel_str_c("soft");
+    m.args.bytes = ten_s, m.args.len = sizeof ten_s, m.soft_ms = 200;
+    m.present = 1u << CEL_F_QUEUE | 1u << CEL_F_TASK | 1u << CEL_F_ID | 1u << CEL_F_ARGS |
+                1u << CEL_F_SOFT_MS;
+    CU_ASSERT(tc_reply(&p, tc_send(&p, &m), 5000) != NULL);
+    const cel_msg *r = finish(&p, "soft");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "failed");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->error), "soft time limit");
+    CU_ASSERT(r->finished_ms - r->started_ms < 3000); /* it stopped itself, long before 10 s */
+    tc_close(&p);
+    env_stop(&e);
+}
+
+static void test_worker_fails_over_to_the_next_broker(void) {
+    env e;
+    CU_ASSERT_FATAL(th_redis_start(&e.redis, NULL));
+    th_proc b2;
+    CU_ASSERT_FATAL(th_broker_start(&e.broker, &e.redis, broker_flags));
+    CU_ASSERT_FATAL(th_broker_start(&b2, &e.redis, broker_flags));
+    char second[32];
+    snprintf(second, sizeof second, "127.0.0.1:%d", b2.port);
+    char *flags[] = {"--broker", second, NULL};
+    CU_ASSERT_FATAL(th_worker_start(&e.worker, e.broker.port, flags));
+    th_sleep_ms(300);
+    th_proc_stop(&e.broker, SIGKILL); /* the worker's first broker dies */
+    tc p;
+    CU_ASSERT_FATAL(tc_connect(&p, b2.port, "producer"));
+    enqueue(&p, "via-second", "celeriac.noop", NULL, 0, 0);
+    CU_ASSERT_STRING_EQUAL(tc_s(finish(&p, "via-second")->state), "succeeded");
+    tc_close(&p);
+    th_proc_stop(&e.worker, SIGTERM);
+    e.worker.pid = 0;
+    th_proc_stop(&b2, SIGTERM);
+    th_redis_stop(&e.redis);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"built-in tasks end to end", test_builtin_tasks_end_to_end},
@@ -287,6 +331,8 @@ int main(void) {
         {"SIGTERM drain loses nothing", test_sigterm_drain_loses_nothing},
         {"results arrive across a broker restart", test_results_arrive_across_a_broker_restart},
         {"poison task goes dead while others flow", test_poison_task_goes_dead_while_others_flow},
+        {"soft limit tells the task to stop", test_soft_limit_tells_the_task_to_stop},
+        {"worker fails over to the next broker", test_worker_fails_over_to_the_next_broker},
         {"10k delayed tasks due at once run exactly once",
          test_ten_thousand_delayed_tasks_due_at_once_run_exactly_once},
         {NULL, NULL}};
