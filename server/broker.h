@@ -104,6 +104,7 @@ struct cel_server {
     cel_counters counters;
     cel_rates rates;
     struct event *rate_timer;
+    struct event *reap_soon; /* one-shot: the next delayed task's due time */
     long long started_ms;
     bool stopping;
     int script[16];
@@ -123,6 +124,9 @@ enum {
 
 /* server.c */
 int server_run(cel_config *cfg);
+/* Runs the reaper soon: a task was scheduled or is retrying, and may fall due before the
+ * next tick. */
+void reaper_kick(cel_server *s);
 void server_stop(cel_server *s);
 
 /* conn.c: connections */

@@ -74,6 +74,7 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
         /* Wake workers of every queue that got a task. */
         for (size_t i = 0; i < b->nentries; i++) {
             const redisReply *st = rep->element[3 * i + 1];
+            if (st->str && strcmp(st->str, "scheduled") == 0) reaper_kick(s);
             if (st->str && strcmp(st->str, "queued") == 0) {
                 size_t qlen;
                 const char *q = batch_arg_get(b, 3 + 13 * i + 1, &qlen);
@@ -197,6 +198,7 @@ static void settle_done(const redisReply *rep, const cel_error *err, void *arg) 
         if (state_is_terminal(st, strlen(st)))
             waiters_notify(s, batch_entry_id(b, &e[i]), e[i].id_len);
         if (!strcmp(st, "queued")) dispatch_mark_ready(s, qn, qlen);
+        if (!strcmp(st, "retrying")) reaper_kick(s);
     }
     batch_free(b);
 }

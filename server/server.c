@@ -39,9 +39,26 @@ static void on_accept_error(struct evconnlistener *l, void *arg) {
     log_warn("accept: %s", strerror(e));
 }
 
+/* A delayed task falls due before the next tick: reap exactly then, so delays are kept to the
+ * millisecond rather than to --reaper-ms. */
+static void reap_at(cel_server *s, long long in_ms) {
+    if (in_ms < 0 || in_ms >= s->cfg->reaper_ms) return;
+    struct timeval tv = {0, (suseconds_t)(in_ms + 1) * 1000};
+    evtimer_add(s->reap_soon, &tv);
+}
+
+void reaper_kick(cel_server *s) {
+    if (!evtimer_pending(s->reap_soon, NULL)) {
+        struct timeval now = {0, 0};
+        evtimer_add(s->reap_soon, &now);
+    }
+}
+
 static void reap_done(const redisReply *rep, const cel_error *err, void *arg) {
     cel_server *s = arg;
     (void)err;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements % 2 == 1)
+        reap_at(s, rep->element[rep->elements - 1]->integer);
     for (size_t i = 0; rep && rep->type == REDIS_REPLY_ARRAY && i + 1 < rep->elements; i += 2) {
         log_debug("reaper: %lld tasks of %s back to ready", rep->element[i + 1]->integer,
                   rep->element[i]->str);
@@ -176,7 +193,7 @@ static void server_free(cel_server *s) {
     }
     if (s->listener) evconnlistener_free(s->listener);
     struct event *evs[] = {s->reaper,  s->poll,    s->accept_retry, s->sig_term,
-                           s->sig_int, s->sig_hup, s->rate_timer};
+                           s->sig_int, s->sig_hup, s->rate_timer,   s->reap_soon};
     for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
         if (evs[i]) event_free(evs[i]);
     cel_buf_free(&s->out);
@@ -207,6 +224,7 @@ int server_run(cel_config *cfg) {
     s->reaper = timer_every(s, cfg->reaper_ms, on_reaper);
     s->poll = timer_every(s, cfg->poll_ms, on_poll);
     s->rate_timer = timer_every(s, RATE_WINDOW_MS, on_rates);
+    s->reap_soon = evtimer_new(s->base, on_reaper, s);
     log_info("celeriacd %s listening on %s:%d, redis %s:%d, prefix '%s'", s->broker_id, cfg->listen,
              cfg->port, cfg->redis_socket[0] ? cfg->redis_socket : cfg->redis_host, cfg->redis_port,
              cfg->prefix);

@@ -311,11 +311,35 @@ static void test_expired_task_is_never_run(void) {
     env_stop(&e);
 }
 
+static void test_delay_is_kept_to_the_millisecond_not_the_reaper_tick(void) {
+    env e;
+    char *flags[] = {"--lease-ms", "60000", NULL}; /* default --reaper-ms 1000 */
+    CU_ASSERT_FATAL(env_start(&e, flags));
+    tc p, w;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    tc_consume(&w, "dq", 10);
+    th_sleep_ms(1100); /* the first reaper tick has passed */
+    cel_msg m;
+    memset(&m, 0, sizeof m);
+    m.delay_ms = 300, cel_msg_set(&m, CEL_F_DELAY_MS);
+    long long start = th_now_ms();
+    enqueue_opts(&p, "dq", "precise", &m);
+    char id[64];
+    CU_ASSERT_TRUE(next_task(&w, id, sizeof id, NULL, NULL, 3000));
+    long long took = th_now_ms() - start;
+    CU_ASSERT(took >= 290 && took < 700);
+    tc_close(&p), tc_close(&w);
+    env_stop(&e);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"higher priority first, FIFO within a priority",
          test_higher_priority_first_fifo_within_priority},
         {"delayed task runs when due, not before", test_delayed_task_runs_when_due_not_before},
+        {"delay is kept to the millisecond, not the reaper tick",
+         test_delay_is_kept_to_the_millisecond_not_the_reaper_tick},
         {"retries back off, then dead letter list/requeue/purge",
          test_retries_back_off_then_dead_letter_list_requeue_purge},
         {"poison task goes dead after three worker losses",
