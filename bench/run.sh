@@ -6,22 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}; W=${2:-2}
-BUILD=build/demo
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" >/dev/null
-RUN=$(mktemp -d)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-RP=$(port); BP=$(port)
-redis-server --port "$RP" --bind 127.0.0.1 --dir "$RUN" --appendonly yes --appendfsync everysec --save '' --logfile "$RUN/r.log" & R=$!
-sleep 0.3
-"$BUILD/server/celeriacd" --port "$BP" --redis-port "$RP" --log-level warn --log-file "$RUN/b.log" & B=$!
-PIDS=("$R" "$B")
-sleep 0.3
+. bench/lib.sh
+bench_stack everysec
+PIDS=("${BENCH_PIDS[@]}")
 for i in $(seq "$W"); do
   "$BUILD/worker/celeriac-worker" --broker "127.0.0.1:$BP" --queues bench --concurrency 1 --prefetch 64 --log-level warn --log-file "$RUN/w$i.log" &
   PIDS+=($!)
+  BENCH_PIDS+=($!)
 done
-trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$RUN"' EXIT
 sleep 0.5
 ticks() { local t=0; for p in "$@"; do for q in $p $(pgrep -P "$p" || true); do
   t=$((t + $(awk '{print $14 + $15}' "/proc/$q/stat"))); done; done; echo $t; }

@@ -35,4 +35,17 @@ static inline void env_stop(env *e) {
     th_redis_stop(&e->redis);
 }
 
+/* A broker on a fresh Redis, with one producer and one worker connection. */
+static inline void env_start_pw(env *e, char *const extra[], tc *p, tc *w) {
+    CU_ASSERT_FATAL(env_start(e, extra));
+    CU_ASSERT_FATAL(tc_connect(p, e->broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(w, e->broker.port, "worker"));
+}
+
+static inline void env_stop_pw(env *e, tc *p, tc *w) {
+    tc_close(p);
+    tc_close(w);
+    env_stop(e);
+}
+
 #endif

@@ -8,10 +8,8 @@ static char *long_lease[] = {"--lease-ms", "60000", "--reaper-ms", "50", NULL};
 
 static void test_enqueue_dispatch_ack_round_trip(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, NULL));
     tc p, w;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    env_start_pw(&e, NULL, &p, &w);
     const cel_msg *r = tc_enqueue_sync(&p, "default", "celeriac.echo", "task-1");
     CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
     CU_ASSERT_STRING_EQUAL(tc_s(r->id), "task-1");
@@ -37,8 +35,7 @@ static void test_enqueue_dispatch_ack_round_trip(void) {
     CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
     CU_ASSERT_EQUAL(r->attempt, 1);
     CU_ASSERT(r->finished_ms >= r->created_ms && r->created_ms > 0);
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_enqueue_with_same_id_is_idempotent(void) {
@@ -56,8 +53,7 @@ static void test_enqueue_with_same_id_is_idempotent(void) {
     tc_consume(&w, "q1", 10);
     CU_ASSERT_PTR_NOT_NULL(tc_recv(&w, 3000));
     CU_ASSERT_PTR_NULL(tc_recv(&w, 500)); /* exactly one task exists */
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_worker_disconnect_requeues_leased_tasks(void) {
@@ -151,10 +147,8 @@ static void test_touch_extends_lease(void) {
 
 static void test_wait_blocks_until_task_finishes(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, NULL));
     tc p, w;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    env_start_pw(&e, NULL, &p, &w);
     tc_enqueue_sync(&p, "q", "t", "wait-1");
     cel_msg m;
     tc_msg(&m, CEL_OP_WAIT);
@@ -179,16 +173,13 @@ static void test_wait_blocks_until_task_finishes(void) {
     r = tc_wait(&p, "wait-2", 300);
     CU_ASSERT_FATAL(r && r->op == CEL_OP_ERROR);
     CU_ASSERT_STRING_EQUAL(tc_s(r->code), "TIMEOUT");
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_credits_bound_tasks_in_flight(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, long_lease));
     tc p, w;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    env_start_pw(&e, long_lease, &p, &w);
     for (int i = 0; i < 10; i++) tc_enqueue(&p, "cq", "t", NULL);
     for (int i = 0; i < 10; i++) CU_ASSERT_PTR_NOT_NULL(tc_recv(&p, 3000));
     tc_consume(&w, "cq", 3);
@@ -214,8 +205,7 @@ static void test_credits_bound_tasks_in_flight(void) {
     }
     CU_ASSERT_EQUAL(oks, 1);
     CU_ASSERT_EQUAL(tasks, 1); /* one ack frees exactly one credit */
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_tasks_reach_waiting_worker_without_poll_delay(void) {
@@ -232,8 +222,7 @@ static void test_tasks_reach_waiting_worker_without_poll_delay(void) {
     const cel_msg *t = tc_recv(&w, 3000);
     CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
     CU_ASSERT(th_now_ms() - start < 1000); /* the 10 s poll never ran */
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 int main(void) {

@@ -74,16 +74,13 @@ static void test_higher_priority_first_fifo_within_priority(void) {
         cel_msg_set(&a, CEL_F_ID), cel_msg_set(&a, CEL_F_TOKEN);
         tc_send(&w, &a); /* its reply is skipped by next_task */
     }
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_delayed_task_runs_when_due_not_before(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, sched_flags));
     tc p, w;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    env_start_pw(&e, sched_flags, &p, &w);
     tc_consume(&w, "dq", 10);
     cel_msg m;
     memset(&m, 0, sizeof m);
@@ -97,16 +94,13 @@ static void test_delayed_task_runs_when_due_not_before(void) {
     CU_ASSERT_TRUE(next_task(&w, id, sizeof id, NULL, NULL, 3000));
     long long took = th_now_ms() - start;
     CU_ASSERT(took >= 600 && took < 1500);
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_retries_back_off_then_dead_letter_list_requeue_purge(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, sched_flags));
     tc p, w;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    env_start_pw(&e, sched_flags, &p, &w);
     cel_msg m;
     memset(&m, 0, sizeof m);
     m.max_retries = 2, cel_msg_set(&m, CEL_F_MAX_RETRIES);
@@ -152,16 +146,13 @@ static void test_retries_back_off_then_dead_letter_list_requeue_purge(void) {
     r = tc_status(&p, "flaky");
     CU_ASSERT_FATAL(r && r->op == CEL_OP_ERROR);
     CU_ASSERT_STRING_EQUAL(tc_s(r->code), "NOT_FOUND");
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_poison_task_goes_dead_after_three_worker_losses(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, sched_flags));
     tc p, w;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    env_start_pw(&e, sched_flags, &p, &w);
     cel_msg m;
     memset(&m, 0, sizeof m);
     m.max_retries = 100, cel_msg_set(&m, CEL_F_MAX_RETRIES);
@@ -179,8 +170,7 @@ static void test_poison_task_goes_dead_after_three_worker_losses(void) {
     const cel_msg *r = tc_status(&p, "pill");
     CU_ASSERT_STRING_EQUAL(tc_s(r->state), "dead");
     CU_ASSERT_STRING_EQUAL(tc_s(r->reason), "worker_lost");
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_cancel_queued_and_running_tasks(void) {
@@ -220,8 +210,7 @@ static void test_cancel_queued_and_running_tasks(void) {
     CU_ASSERT_FALSE(next_task(&w, id, sizeof id, NULL, NULL, 300)); /* never-run stays cancelled */
     r = tc_status(&p, "run-me");
     CU_ASSERT_STRING_EQUAL(tc_s(r->state), "cancelled");
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_pause_survives_broker_restart(void) {
@@ -245,8 +234,7 @@ static void test_pause_survives_broker_restart(void) {
     CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
     CU_ASSERT_TRUE(next_task(&w, id, sizeof id, NULL, NULL, 3000));
     CU_ASSERT_STRING_EQUAL(id, "h1");
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_unique_key_dedups_across_two_clients(void) {
@@ -307,8 +295,7 @@ static void test_expired_task_is_never_run(void) {
     CU_ASSERT_FALSE(next_task(&w, id, sizeof id, NULL, NULL, 300));
     const cel_msg *r = tc_status(&p, "stale");
     CU_ASSERT_STRING_EQUAL(tc_s(r->state), "expired");
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_delay_is_kept_to_the_millisecond_not_the_reaper_tick(void) {
@@ -329,8 +316,7 @@ static void test_delay_is_kept_to_the_millisecond_not_the_reaper_tick(void) {
     CU_ASSERT_TRUE(next_task(&w, id, sizeof id, NULL, NULL, 3000));
     long long took = th_now_ms() - start;
     CU_ASSERT(took >= 290 && took < 700);
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 int main(void) {
