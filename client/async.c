@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "requests.h"
 
 struct celeriac_async {
@@ -102,4 +103,78 @@ int celeriac_async_wait(celeriac_async *a, const char *id, int timeout_ms, celer
 
 int celeriac_async_cancel(celeriac_async *a, const char *id, celeriac_cb cb, void *arg) {
     return id_call(a, CEL_OP_CANCEL, id, 0, cb, arg);
+}
+
+typedef struct bulk_call {
+    celeriac_cb cb;
+    void *arg;
+    size_t n;
+    char (*ids)[CELERIAC_ID_SIZE];
+} bulk_call;
+
+static void on_bulk_reply(cel_conn *c, const cel_msg *r, const cel_error *err, void *arg) {
+    (void)c;
+    bulk_call *k = arg;
+    int code = req_code(r, err);
+    for (size_t i = 0; i < k->n; i++) k->cb(code, k->ids[i], NULL, k->arg);
+    free(k->ids);
+    free(k);
+}
+
+int celeriac_async_enqueue_bulk(celeriac_async *a, const celeriac_bulk_item *items, size_t n,
+                                celeriac_cb cb, void *arg) {
+    if (!cb || n == 0 || n > 100000) return CELERIAC_E_ARGS;
+    cel_msg *entries = calloc(n, sizeof *entries);
+    cel_buf *args = calloc(n, sizeof *args);
+    bulk_call *k = calloc(1, sizeof *k);
+    char(*ids)[CELERIAC_ID_SIZE] = calloc(n, sizeof *ids);
+    int rc = entries && args && k && ids ? req_bulk_entries(items, n, entries, args, ids)
+                                         : CELERIAC_E_INTERNAL;
+    if (rc == CELERIAC_OK) {
+        cel_msg m;
+        memset(&m, 0, sizeof m);
+        m.op = CEL_OP_ENQUEUE_BULK, m.tasks.msgs = entries, m.tasks.n = (uint32_t)n;
+        cel_msg_set(&m, CEL_F_TASKS);
+        *k = (bulk_call){cb, arg, n, ids};
+        cel_error err;
+        rc = cel_conn_send(a->conn, &m, on_bulk_reply, k, &err) == CEL_OK ? CELERIAC_OK
+                                                                          : (int)err.code;
+    }
+    for (size_t i = 0; args && i < n; i++) cel_buf_free(&args[i]);
+    free(entries), free(args);
+    if (rc != CELERIAC_OK) free(k), free(ids);
+    return rc;
+}
+
+typedef struct stats_call {
+    celeriac_stats_cb cb;
+    void *arg;
+} stats_call;
+
+static void on_stats_reply(cel_conn *c, const cel_msg *r, const cel_error *err, void *arg) {
+    (void)c;
+    stats_call *k = arg;
+    int code = req_code(r, err);
+    char *json = NULL;
+    if (code == CELERIAC_OK && r->stats.obj) {
+        json_t *j = cel_json_from_msgpack(r->stats.obj);
+        json = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+    }
+    k->cb(code, json, k->arg);
+    free(json);
+    free(k);
+}
+
+int celeriac_async_stats(celeriac_async *a, celeriac_stats_cb cb, void *arg) {
+    stats_call *k = calloc(1, sizeof *k);
+    if (!k || !cb) return free(k), CELERIAC_E_ARGS;
+    k->cb = cb, k->arg = arg;
+    cel_msg m;
+    memset(&m, 0, sizeof m);
+    m.op = CEL_OP_STATS;
+    cel_error err;
+    if (cel_conn_send(a->conn, &m, on_stats_reply, k, &err) != CEL_OK)
+        return free(k), (int)err.code;
+    return CELERIAC_OK;
 }

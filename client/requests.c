@@ -98,3 +98,37 @@ void req_free_brokers(char **b, size_t n) {
     for (size_t i = 0; i < n; i++) free(b[i]);
     free(b);
 }
+
+/* JSON text → msgpack bytes in out; false when it is not JSON or nests too deeply. */
+bool req_json_args(const char *text, cel_buf *out, char *why, size_t cap) {
+    json_error_t jerr;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+    if (!j) {
+        snprintf(why, cap, "args are not JSON: %s (at %d)", jerr.text, jerr.position);
+        return false;
+    }
+    bool ok = cel_json_to_msgpack(j, out);
+    json_decref(j);
+    if (!ok) snprintf(why, cap, "args nest too deeply");
+    return ok;
+}
+
+int req_bulk_entries(const celeriac_bulk_item *items, size_t n, cel_msg *entries, cel_buf *args,
+                     char (*ids)[CELERIAC_ID_SIZE]) {
+    for (size_t i = 0; i < n; i++) {
+        const celeriac_bulk_item *it = &items[i];
+        char why[256];
+        if (req_check_names(it->queue, it->task, &it->opts) != CELERIAC_OK) return CELERIAC_E_ARGS;
+        if (it->args_json && !req_json_args(it->args_json, &args[i], why, sizeof why))
+            return CELERIAC_E_ARGS;
+        if (it->opts.id)
+            snprintf(ids[i], CELERIAC_ID_SIZE, "%s", it->opts.id);
+        else
+            req_new_id(ids[i]);
+        cel_raw raw = {NULL, args[i].data, (uint32_t)args[i].len};
+        req_enqueue(&entries[i], it->queue, it->task, it->args_json ? &raw : NULL, &it->opts,
+                    ids[i]);
+        entries[i].op = CEL_OP_NONE;
+    }
+    return CELERIAC_OK;
+}

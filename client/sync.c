@@ -169,13 +169,9 @@ int celeriac_enqueue(celeriac *c, const char *queue, const char *task, const voi
 }
 
 static int json_args(celeriac *c, const char *text, cel_buf *out) {
-    json_error_t jerr;
-    json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
-    if (!j)
-        return fail(c, CELERIAC_E_ARGS, "args are not JSON: %s (at %d)", jerr.text, jerr.position);
-    bool ok = cel_json_to_msgpack(j, out);
-    json_decref(j);
-    return ok ? CELERIAC_OK : fail(c, CELERIAC_E_ARGS, "args nest too deeply");
+    char why[256];
+    return req_json_args(text, out, why, sizeof why) ? CELERIAC_OK
+                                                     : fail(c, CELERIAC_E_ARGS, "%s", why);
 }
 
 int celeriac_enqueue_json(celeriac *c, const char *queue, const char *task, const char *args_json,
@@ -195,21 +191,10 @@ int celeriac_enqueue_bulk(celeriac *c, const celeriac_bulk_item *items, size_t n
     cel_msg *entries = calloc(n, sizeof *entries);
     cel_buf *args = calloc(n, sizeof *args);
     char(*ids)[CELERIAC_ID_SIZE] = calloc(n, sizeof *ids);
-    int rc = entries && args && ids ? CELERIAC_OK : fail(c, CELERIAC_E_INTERNAL, "out of memory");
-    for (size_t i = 0; rc == CELERIAC_OK && i < n; i++) {
-        const celeriac_bulk_item *it = &items[i];
-        rc = req_check_names(it->queue, it->task, &it->opts);
-        if (rc) fail(c, rc, "item %zu: bad queue, task, id or priority", i);
-        if (!rc && it->args_json) rc = json_args(c, it->args_json, &args[i]);
-        if (it->opts.id)
-            snprintf(ids[i], sizeof ids[i], "%s", it->opts.id);
-        else
-            req_new_id(ids[i]);
-        cel_raw raw = {NULL, args[i].data, (uint32_t)args[i].len};
-        req_enqueue(&entries[i], it->queue, it->task, it->args_json ? &raw : NULL, &it->opts,
-                    ids[i]);
-        entries[i].op = CEL_OP_NONE;
-    }
+    int rc = entries && args && ids ? req_bulk_entries(items, n, entries, args, ids)
+                                    : fail(c, CELERIAC_E_INTERNAL, "out of memory");
+    if (rc == CELERIAC_E_ARGS)
+        fail(c, rc, "an item has a bad queue, task, id, priority or JSON args");
     if (rc == CELERIAC_OK) {
         cel_msg m;
         memset(&m, 0, sizeof m);

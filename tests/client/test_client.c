@@ -111,10 +111,18 @@ static void on_done(int status, const char *id, const celeriac_task_info *info, 
     if (b->done == 1000) event_base_loopbreak(b->base);
 }
 
+static struct event_base *stats_base;
+
+static void on_stats(int status, const char *json, void *arg) {
+    if (status == CELERIAC_OK && json) *(char **)arg = strdup(json);
+    event_base_loopbreak(stats_base);
+}
+
 static void test_async_pipelines_many_requests(void) {
     env e;
     CU_ASSERT_FATAL(env_start(&e, true));
     batch b = {0, 0, event_base_new()};
+    stats_base = b.base;
     celeriac_async *a = celeriac_async_new(b.base, e.addr);
     CU_ASSERT_FATAL(a != NULL);
     const unsigned char args[] = {0x91, 0x07};
@@ -134,6 +142,18 @@ static void test_async_pipelines_many_requests(void) {
     CU_ASSERT_EQUAL(b.ok, 1000);
     CU_ASSERT_EQUAL(celeriac_async_enqueue(a, "bad name", "t", NULL, 0, NULL, on_done, &b),
                     CELERIAC_E_ARGS);
+    /* Bulk and stats on the same connection. */
+    celeriac_bulk_item items[2] = {{"default", "celeriac.noop", NULL, {.id = "ab-1"}},
+                                   {"default", "celeriac.echo", "[3]", {.id = "ab-2"}}};
+    b.done = b.ok = 998; /* the callbacks below bring it to 1000 and stop the loop */
+    CU_ASSERT_EQUAL(celeriac_async_enqueue_bulk(a, items, 2, on_done, &b), CELERIAC_OK);
+    event_base_dispatch(b.base);
+    CU_ASSERT_EQUAL(b.ok, 1000);
+    char *stats = NULL;
+    CU_ASSERT_EQUAL(celeriac_async_stats(a, on_stats, &stats), CELERIAC_OK);
+    event_base_dispatch(b.base);
+    CU_ASSERT(stats && strstr(stats, "\"acked\""));
+    free(stats);
     celeriac_async_free(a);
     event_base_free(b.base);
     env_stop(&e);

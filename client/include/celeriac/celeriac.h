@@ -131,6 +131,11 @@ int celeriac_async_status(celeriac_async *a, const char *id, celeriac_cb cb, voi
 int celeriac_async_wait(celeriac_async *a, const char *id, int timeout_ms, celeriac_cb cb,
                         void *arg);
 int celeriac_async_cancel(celeriac_async *a, const char *id, celeriac_cb cb, void *arg);
+/* All or nothing, like celeriac_enqueue_bulk; cb runs once per item, in order, with its id. */
+int celeriac_async_enqueue_bulk(celeriac_async *a, const celeriac_bulk_item *items, size_t n,
+                                celeriac_cb cb, void *arg);
+typedef void (*celeriac_stats_cb)(int status, const char *json, void *arg);
+int celeriac_async_stats(celeriac_async *a, celeriac_stats_cb cb, void *arg);
 
 #ifdef __cplusplus
 }
