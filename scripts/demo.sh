@@ -19,7 +19,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
   || echo $((20000 + RANDOM % 20000)); }
 wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
-RUN=$(mktemp -d /tmp/celeriac-demo.XXXXXX)
+RUN=$(mktemp -d)
 PIDS=()
 cleanup() {
   [ "$KEEP" = 1 ] && return
