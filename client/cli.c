@@ -1,256 +1,200 @@
-/* celeriac: the command line for people and scripts. JSON in, JSON out; errors are one line on
- * stderr with a non-zero exit (1: the task failed or the wait timed out, 2: bad usage,
- * 3: the broker refused or could not be reached). */
-#include <celeriac/celeriac.h>
+/* celeriac: the command line for people and scripts, on libceleriac's sync API. JSON in, JSON
+ * out; every error is one line on stderr and a non-zero exit (see cli.h). This file
+ * holds the global options, the command table and the helpers; the commands are in
+ * cli_commands.c. */
+#include "cli.h"
+
 #include <getopt.h>
-#include <jansson.h>
-#include <stdbool.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *usage_main =
-    "usage: celeriac [--broker HOST:PORT[,HOST:PORT]] COMMAND [options]\n\n"
-    "commands:\n"
-    "  enqueue [--queue Q] [--priority P] [--delay SECONDS] [--retries N] [--id ID]\n"
-    "          [--soft-limit MS] [--hard-limit MS] [--unique KEY] TASK [ARGS-JSON]\n"
-    "                          enqueue a task, print its id\n"
-    "  wait ID [--timeout S]   wait for the task to end, print its result as JSON\n"
-    "  status ID               print the task's state as JSON\n"
-    "  cancel ID               cancel a queued, scheduled or running task\n"
-    "  stats                   broker counters and queues as JSON\n"
-    "  queues                  queues with their depths as JSON\n"
-    "  pause Q | resume Q      stop / restart dispatching a queue (enqueues still accepted)\n"
-    "  purge Q --yes           delete a queue's ready and scheduled tasks\n"
-    "  dead list Q [--count N] ids in the queue's dead set, oldest first\n"
-    "  dead requeue Q [ID]     dead tasks (one, or all) back to ready\n"
-    "  dead purge Q --yes      delete the dead tasks\n\n"
-    "The broker defaults to $CELERIAC_BROKER, then 127.0.0.1:7878. `celeriac COMMAND --help`\n"
-    "shows one command.\n";
+static const char usage_head[] =
+    "usage: celeriac [--broker HOST:PORT[,HOST:PORT...]] [--connect-timeout S] COMMAND ...\n";
 
-static int die(int code, const char *fmt, const char *arg) {
-    fprintf(stderr, "celeriac: ");
-    fprintf(stderr, fmt, arg);
+static const char usage_tail[] =
+    "\nThe broker defaults to $CELERIAC_BROKER, then 127.0.0.1:7878. `celeriac COMMAND --help`\n"
+    "explains one command. Exit status: 0 done, 1 the task did not succeed or the wait timed\n"
+    "out, 2 bad usage, 3 the broker refused the request or could not be reached.\n";
+
+void cli_error(const cli *g, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "celeriac: %s%s", g->cmd ? g->cmd->name : "", g->cmd ? ": " : "");
+    vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
-    return code;
+    va_end(ap);
 }
 
-static celeriac *connect_or_die(const char *broker) {
-    char err[256];
-    celeriac *c = celeriac_connect(broker, 5000, err, sizeof err);
-    if (!c) die(3, "%s", err);
-    return c;
+int cli_usage_error(const cli *g, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "celeriac: %s%s", g->cmd ? g->cmd->name : "", g->cmd ? ": " : "");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see celeriac %s%s--help)\n", g->cmd ? g->cmd->name : "", g->cmd ? " " : "");
+    va_end(ap);
+    return CLI_USAGE;
 }
 
-static void print_info(const celeriac_task_info *t) {
-    json_t *o = json_pack("{ss ss ss ss si sI sI sI}", "id", t->id, "state", t->state, "queue",
-                          t->queue, "task", t->task, "attempt", (int)t->attempt, "created_ms",
-                          (json_int_t)t->created_ms, "started_ms", (json_int_t)t->started_ms,
-                          "finished_ms", (json_int_t)t->finished_ms);
-    if (t->reason[0]) json_object_set_new(o, "reason", json_string(t->reason));
-    if (t->error) json_object_set_new(o, "error", json_string(t->error));
-    if (t->result_json)
-        json_object_set_new(o, "result", json_loads(t->result_json, JSON_DECODE_ANY, NULL));
-    char *s = json_dumps(o, JSON_COMPACT);
-    puts(s);
-    free(s);
-    json_decref(o);
+int cli_help(const cli *g) {
+    printf("usage: celeriac [global options] %s\n\n%s", g->cmd->synopsis, g->cmd->help);
+    return CLI_OK;
 }
 
-static bool num(const char *s, double lo, double hi, double *out) {
+int cli_next_opt(const cli *g, int argc, char **argv, const struct option *longopts) {
+    opterr = 0;
+    int ch = getopt_long(argc, argv, ":h", longopts, NULL);
+    if (ch == '?') {
+        if (optopt)
+            cli_usage_error(g, "unknown option '-%c'", optopt);
+        else
+            cli_usage_error(g, "unknown option '%s'", argv[optind - 1]);
+    } else if (ch == ':') {
+        cli_usage_error(g, "option '%s' needs a value", argv[optind - 1]);
+        ch = '?';
+    }
+    return ch;
+}
+
+int cli_no_options(const cli *g, int argc, char **argv) {
+    static const struct option none[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int ch = cli_next_opt(g, argc, argv, none);
+    if (ch == -1) return CLI_OK;
+    if (ch == 'h') return cli_help(g), CLI_HELPED;
+    return CLI_USAGE;
+}
+
+bool cli_uint(const char *s, unsigned long long max, unsigned long long *out) {
     char *end;
-    *out = strtod(s, &end);
-    return *s && !*end && *out >= lo && *out <= hi;
+    if (!s || *s < '0' || *s > '9') return false;
+    *out = strtoull(s, &end, 10);
+    return !*end && *out <= max;
 }
 
-static int cmd_enqueue(const char *broker, int argc, char **argv) {
-    static const struct option lo[] = {{"queue", 1, 0, 'q'},      {"priority", 1, 0, 'p'},
-                                       {"delay", 1, 0, 'd'},      {"retries", 1, 0, 'r'},
-                                       {"id", 1, 0, 'i'},         {"soft-limit", 1, 0, 's'},
-                                       {"hard-limit", 1, 0, 'H'}, {"unique", 1, 0, 'u'},
-                                       {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
-    celeriac_opts o;
-    memset(&o, 0, sizeof o);
-    const char *queue = "default";
-    int ch;
-    double v;
-    while ((ch = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
-        bool ok = true;
-        switch (ch) {
-        case 'q':
-            queue = optarg;
-            break;
-        case 'p':
-            ok = num(optarg, 0, 255, &v), o.priority = (int)v;
-            break;
-        case 'd':
-            ok = num(optarg, 0, 2592000, &v), o.delay_ms = (uint64_t)(v * 1000);
-            break;
-        case 'r':
-            ok = num(optarg, 0, 1000000, &v), o.max_retries = (uint32_t)v;
-            break;
-        case 's':
-            ok = num(optarg, 0, 2592000000.0, &v), o.soft_ms = (uint64_t)v;
-            break;
-        case 'H':
-            ok = num(optarg, 0, 2592000000.0, &v), o.hard_ms = (uint64_t)v;
-            break;
-        case 'i':
-            o.id = optarg;
-            break;
-        case 'u':
-            o.unique_key = optarg;
-            break;
-        case 'h':
-            return fputs(usage_main, stdout), 0;
-        default:
-            return 2;
+bool cli_seconds(const char *s, double max_s, uint64_t *ms_out) {
+    char *end;
+    if (!s || !*s || *s == '-' || *s == '+') return false;
+    double v = strtod(s, &end);
+    if (*end || !isfinite(v) || v < 0 || v > max_s) return false;
+    *ms_out = (uint64_t)llround(v * 1000);
+    return true;
+}
+
+/* A bad address is a usage error, found before anything connects. */
+static bool brokers_valid(const cli *g) {
+    const char *list = g->broker && *g->broker ? g->broker : getenv("CELERIAC_BROKER");
+    if (!list || !*list) return true;
+    char addr[300], host[256];
+    for (const char *p = list, *comma;; p = comma + 1) {
+        comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        snprintf(addr, sizeof addr, "%.*s", (int)len, p);
+        int port;
+        if (len >= sizeof addr || !cel_conn_parse_addr(addr, host, sizeof host, &port)) {
+            cli_usage_error(g, "bad broker address '%s' (want HOST:PORT)", addr);
+            return false;
         }
-        if (!ok) return die(2, "bad number '%s'", optarg);
+        if (!comma) return true;
     }
-    if (optind >= argc) return die(2, "%s", "enqueue needs a TASK (see --help)");
-    const char *task = argv[optind];
-    const char *args = optind + 1 < argc ? argv[optind + 1] : NULL;
-    celeriac *c = connect_or_die(broker);
-    if (!c) return 3;
-    char id[CELERIAC_ID_SIZE];
-    int rc = celeriac_enqueue_json(c, queue, task, args, &o, id);
-    if (rc != CELERIAC_OK) {
-        fprintf(stderr, "celeriac: enqueue failed: %s: %s\n", celeriac_strerror(rc),
-                celeriac_last_error(c));
-        celeriac_close(c);
-        return rc == CELERIAC_E_ARGS ? 2 : 3;
-    }
-    puts(id);
-    celeriac_close(c);
-    return 0;
 }
 
-static bool terminal_ok(const celeriac_task_info *t) {
-    return strcmp(t->state, "succeeded") == 0;
+int cli_connect(const cli *g, celeriac **out) {
+    char err[512];
+    *out = NULL;
+    if (!brokers_valid(g)) return CLI_USAGE;
+    *out = celeriac_connect(g->broker, g->connect_ms, err, sizeof err);
+    if (!*out) cli_error(g, "%s", err);
+    return *out ? CLI_OK : CLI_BROKER;
 }
 
-static int cmd_id(const char *broker, const char *what, int argc, char **argv) {
-    static const struct option lo[] = {{"timeout", 1, 0, 't'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    double timeout = 30;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
-        if (ch == 'h') return fputs(usage_main, stdout), 0;
-        if (ch != 't' || !num(optarg, 0, 86400, &timeout))
-            return die(2, "%s", "bad option (see --help)");
-    }
-    if (optind >= argc) return die(2, "%s needs a task ID", what);
-    celeriac *c = connect_or_die(broker);
-    if (!c) return 3;
-    celeriac_task_info t;
-    int rc;
-    if (!strcmp(what, "cancel"))
-        rc = celeriac_cancel(c, argv[optind]);
-    else if (!strcmp(what, "status"))
-        rc = celeriac_status(c, argv[optind], &t);
-    else
-        rc = celeriac_wait(c, argv[optind], (int)(timeout * 1000), &t);
-    int exit_code = 0;
-    if (rc != CELERIAC_OK) {
-        fprintf(stderr, "celeriac: %s %s: %s: %s\n", what, argv[optind], celeriac_strerror(rc),
-                celeriac_last_error(c));
-        exit_code = rc == CELERIAC_E_TIMEOUT ? 1 : rc == CELERIAC_E_ARGS ? 2 : 3;
-    } else if (!strcmp(what, "cancel")) {
-        puts("cancelled");
-    } else {
-        print_info(&t);
-        if (!strcmp(what, "wait") && !terminal_ok(&t)) {
-            fprintf(stderr, "celeriac: task %s %s: %s\n", t.id, t.state, t.error ? t.error : "");
-            exit_code = 1;
+int cli_failed(const cli *g, celeriac *c, const char *what, int rc) {
+    cli_error(g, "%s%s%s: %s", what ? what : "", what ? ": " : "", celeriac_errname(rc),
+              celeriac_last_error(c));
+    return rc == CELERIAC_E_ARGS ? CLI_USAGE : CLI_BROKER;
+}
+
+void cli_print_json(json_t *j, bool pretty) {
+    char *s = json_dumps(j, (pretty ? JSON_INDENT(2) : JSON_COMPACT) | JSON_ENCODE_ANY);
+    if (s) puts(s);
+    free(s);
+}
+
+static void print_usage(FILE *f) {
+    fputs(usage_head, f);
+    fputs("\ncommands:\n", f);
+    for (const cli_command *c = cli_commands; c->name; c++) fprintf(f, "  %s\n", c->synopsis);
+    fputs("  help [COMMAND]\n", f);
+    fputs(usage_tail, f);
+}
+
+static const cli_command *find_command(const char *name) {
+    for (const cli_command *c = cli_commands; c->name; c++)
+        if (!strcmp(c->name, name)) return c;
+    return NULL;
+}
+
+/* `celeriac help [COMMAND]`. */
+static int run_help(cli *g, int argc, char **argv) {
+    if (argc < 2) return print_usage(stdout), CLI_OK;
+    const cli_command *c = find_command(argv[1]);
+    if (!c) return cli_usage_error(g, "unknown command '%s'", argv[1]);
+    g->cmd = c;
+    return cli_help(g);
+}
+
+/* "--name VALUE", "--name=VALUE" or (short) "-n VALUE": the value, or NULL when a is not this
+ * option. *i moves past a separate value; *missing is set when there is none. */
+static const char *option_value(const char *a, const char *name, const char *short_name, int argc,
+                                char **argv, int *i, bool *missing) {
+    size_t n = strlen(name);
+    if (!strncmp(a, name, n) && a[n] == '=') return a + n + 1;
+    if (strcmp(a, name) != 0 && (!short_name || strcmp(a, short_name) != 0)) return NULL;
+    if (*i + 1 >= argc) return *missing = true, NULL;
+    return argv[++*i];
+}
+
+/* Global options come before the command; returns the index of the command, or -1 with
+ * *exit_code set. */
+static int parse_globals(cli *g, int argc, char **argv, int *exit_code) {
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i], *v;
+        bool missing = false;
+        uint64_t ms;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            print_usage(stdout);
+            return *exit_code = CLI_OK, -1;
         }
-        celeriac_task_info_free(&t);
+        if ((v = option_value(a, "--broker", "-b", argc, argv, &i, &missing))) {
+            g->broker = v;
+        } else if ((v = option_value(a, "--connect-timeout", NULL, argc, argv, &i, &missing))) {
+            if (!cli_seconds(v, 3600, &ms) || ms == 0)
+                return *exit_code = cli_usage_error(g, "bad connect timeout '%s'", v), -1;
+            g->connect_ms = (int)ms;
+        } else if (missing) {
+            return *exit_code = cli_usage_error(g, "option '%s' needs a value", a), -1;
+        } else {
+            return *exit_code = cli_usage_error(g, "unknown option '%s'", a), -1;
+        }
     }
-    celeriac_close(c);
-    return exit_code;
-}
-
-static int cmd_stats(const char *broker, bool queues_only) {
-    celeriac *c = connect_or_die(broker);
-    if (!c) return 3;
-    char *json = NULL;
-    int rc = celeriac_stats(c, &json);
-    if (rc != CELERIAC_OK) {
-        fprintf(stderr, "celeriac: stats: %s: %s\n", celeriac_strerror(rc), celeriac_last_error(c));
-        celeriac_close(c);
-        return 3;
+    if (i >= argc) {
+        print_usage(stderr);
+        return *exit_code = CLI_USAGE, -1;
     }
-    json_t *j = json_loads(json, 0, NULL);
-    json_t *show = queues_only ? json_object_get(j, "queues") : j;
-    char *s = json_dumps(show ? show : j, JSON_INDENT(2));
-    puts(s);
-    free(s), free(json);
-    json_decref(j);
-    celeriac_close(c);
-    return 0;
-}
-
-/* pause, resume, purge and the dead-letter commands. */
-static int cmd_admin(const char *broker, int argc, char **argv) {
-    bool dead = !strcmp(argv[0], "dead");
-    const char *sub = dead && argc > 1 ? argv[1] : NULL;
-    int qi = dead ? 2 : 1;
-    if (argc <= qi || (dead && !sub)) return die(2, "%s needs a queue (see --help)", argv[0]);
-    const char *queue = argv[qi], *extra = argc > qi + 1 ? argv[qi + 1] : NULL;
-    bool destructive = !strcmp(argv[0], "purge") || (dead && !strcmp(sub, "purge"));
-    if (destructive && (!extra || strcmp(extra, "--yes") != 0))
-        return die(2, "%s deletes tasks: repeat with --yes", argv[0]);
-    celeriac *c = connect_or_die(broker);
-    if (!c) return 3;
-    int rc;
-    uint64_t count = 0;
-    if (dead && !strcmp(sub, "list")) {
-        char **ids;
-        size_t n;
-        long max = extra && !strcmp(extra, "--count") && argc > qi + 2 ? atol(argv[qi + 2]) : 100;
-        rc = celeriac_dead_list(c, queue, max > 0 ? (size_t)max : 100, &ids, &n);
-        for (size_t i = 0; rc == CELERIAC_OK && i < n; i++) puts(ids[i]);
-        celeriac_ids_free(ids, n);
-    } else {
-        const char *action = !dead                     ? argv[0]
-                             : !strcmp(sub, "requeue") ? "dead_requeue"
-                             : !strcmp(sub, "purge")   ? "dead_purge"
-                                                       : NULL;
-        if (!action) return celeriac_close(c), die(2, "unknown dead command '%s'", sub);
-        rc = celeriac_queue_admin(c, action, queue,
-                                  dead && extra && strcmp(extra, "--yes") ? extra : NULL, &count);
-        if (rc == CELERIAC_OK && strcmp(action, "pause") && strcmp(action, "resume"))
-            printf("%llu\n", (unsigned long long)count);
-    }
-    if (rc != CELERIAC_OK)
-        fprintf(stderr, "celeriac: %s: %s: %s\n", argv[0], celeriac_strerror(rc),
-                celeriac_last_error(c));
-    celeriac_close(c);
-    return rc == CELERIAC_OK ? 0 : rc == CELERIAC_E_ARGS ? 2 : 3;
+    return i;
 }
 
 int main(int argc, char **argv) {
-    const char *broker = NULL;
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-            return fputs(usage_main, stdout), 0;
-        if (!strcmp(argv[i], "--broker") && i + 1 < argc)
-            broker = argv[++i];
-        else
-            return die(2, "unknown option %s (see --help)", argv[i]);
-    }
-    if (i >= argc) return fputs(usage_main, stderr), 2;
-    const char *cmd = argv[i];
-    int sub_argc = argc - i;
-    char **sub_argv = argv + i;
+    cli g = {.broker = NULL, .connect_ms = 5000, .cmd = NULL};
+    int rc;
+    int i = parse_globals(&g, argc, argv, &rc);
+    if (i < 0) return rc;
+    if (!strcmp(argv[i], "help")) return run_help(&g, argc - i, argv + i);
+    g.cmd = find_command(argv[i]);
+    if (!g.cmd) return cli_usage_error(&g, "unknown command '%s'", argv[i]);
     optind = 1;
-    if (!strcmp(cmd, "enqueue")) return cmd_enqueue(broker, sub_argc, sub_argv);
-    if (!strcmp(cmd, "wait") || !strcmp(cmd, "status") || !strcmp(cmd, "cancel"))
-        return cmd_id(broker, cmd, sub_argc, sub_argv);
-    if (!strcmp(cmd, "stats")) return cmd_stats(broker, false);
-    if (!strcmp(cmd, "queues")) return cmd_stats(broker, true);
-    if (!strcmp(cmd, "pause") || !strcmp(cmd, "resume") || !strcmp(cmd, "purge") ||
-        !strcmp(cmd, "dead"))
-        return cmd_admin(broker, sub_argc, sub_argv);
-    return die(2, "unknown command '%s' (see --help)", cmd);
+    rc = g.cmd->run(&g, argc - i, argv + i);
+    return rc == CLI_HELPED ? CLI_OK : rc;
 }

@@ -1,41 +1,36 @@
-/* libceleriac (sync and async), the celeriac CLI and the example producer against a real
- * redis-server, celeriacd and celeriac-worker. */
+/* libceleriac's sync and async faces and the example producers against a real redis-server,
+ * celeriacd and celeriac-worker: results, bulk, cancel, unique keys, and streams of enqueues
+ * that survive a broker killed mid-stream with no task lost or stored twice. */
 #include <celeriac/celeriac.h>
 #include <event2/event.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/wait.h>
+#include <jansson.h>
+#include <pthread.h>
 
-#include "harness.h"
+#include "client_env.h"
 
-typedef struct env {
-    th_redis redis;
-    th_proc broker, worker;
-    char addr[64];
-} env;
-
-static bool env_start(env *e, bool worker) {
-    char *flags[] = {"--lease-ms", "2000", "--reaper-ms", "100", NULL};
-    if (!th_redis_start(&e->redis, NULL) || !th_broker_start(&e->broker, &e->redis, flags))
-        return false;
-    snprintf(e->addr, sizeof e->addr, "127.0.0.1:%d", e->broker.port);
-    char *wflags[] = {"--plugin", WORDCOUNT_PLUGIN, "--queues", "default,demo", NULL};
-    e->worker.pid = 0;
-    return !worker || th_worker_start(&e->worker, e->broker.port, wflags);
+static celeriac *connect_to(const env *e) {
+    char err[256];
+    celeriac *c = celeriac_connect(e->addr, 5000, err, sizeof err);
+    if (!c) fprintf(stderr, "\nconnect: %s\n", err);
+    return c;
 }
 
-static void env_stop(env *e) {
-    if (e->worker.pid) th_proc_stop(&e->worker, SIGTERM);
-    th_proc_stop(&e->broker, SIGTERM);
-    th_redis_stop(&e->redis);
+/* A number from the broker's stats, e.g. stat(c, "queues", "stream", "ready"); -1 if absent. */
+static long long queue_stat(celeriac *c, const char *queue, const char *what) {
+    char *text = NULL;
+    if (celeriac_stats(c, &text) != CELERIAC_OK) return -1;
+    json_t *j = json_loads(text, 0, NULL);
+    json_t *v = json_object_get(json_object_get(json_object_get(j, "queues"), queue), what);
+    long long n = json_is_integer(v) ? json_integer_value(v) : -1;
+    json_decref(j);
+    free(text);
+    return n;
 }
 
 static void test_sync_enqueue_wait_status_cancel_bulk(void) {
     env e;
     CU_ASSERT_FATAL(env_start(&e, true));
-    char err[256];
-    celeriac *c = celeriac_connect(e.addr, 5000, err, sizeof err);
+    celeriac *c = connect_to(&e);
     CU_ASSERT_FATAL(c != NULL);
     char id[CELERIAC_ID_SIZE];
     CU_ASSERT_EQUAL(
@@ -46,29 +41,47 @@ static void test_sync_enqueue_wait_status_cancel_bulk(void) {
     CU_ASSERT_EQUAL_FATAL(celeriac_wait(c, id, 10000, &t), CELERIAC_OK);
     CU_ASSERT_STRING_EQUAL(t.state, "succeeded");
     CU_ASSERT_STRING_EQUAL(t.result_json, "{\"k\":[1,2]}");
+    const uint8_t packed[] = {0x81, 0xa1, 'k', 0x92, 0x01, 0x02}; /* the same as msgpack */
+    CU_ASSERT(t.result_len == sizeof packed && !memcmp(t.result, packed, sizeof packed));
+    CU_ASSERT(t.worker[0] != 0 && t.finished_ms >= t.started_ms && t.started_ms > 0);
     celeriac_task_info_free(&t);
     CU_ASSERT_EQUAL(celeriac_status(c, id, &t), CELERIAC_OK);
     CU_ASSERT_EQUAL(t.attempt, 1);
     celeriac_task_info_free(&t);
-    /* Delayed, then cancelled before it runs. */
-    celeriac_opts o = {.delay_ms = 60000, .id = "later-1"};
+    /* msgpack args straight through. */
+    CU_ASSERT_EQUAL(
+        celeriac_enqueue(c, "default", "celeriac.echo", packed, sizeof packed, NULL, id),
+        CELERIAC_OK);
+    CU_ASSERT_EQUAL(celeriac_wait(c, id, 10000, &t), CELERIAC_OK);
+    CU_ASSERT_STRING_EQUAL(t.result_json, "{\"k\":[1,2]}");
+    celeriac_task_info_free(&t);
+    /* Delayed, then cancelled before it runs; a finished task cannot be cancelled. */
+    celeriac_opts o = {.delay_ms = 60000, .id = "later-1", .priority = 9};
     CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "default", "celeriac.noop", NULL, &o, id),
                     CELERIAC_OK);
     CU_ASSERT_STRING_EQUAL(id, "later-1");
-    CU_ASSERT_EQUAL(celeriac_cancel(c, "later-1"), CELERIAC_OK);
     CU_ASSERT_EQUAL(celeriac_status(c, "later-1", &t), CELERIAC_OK);
+    CU_ASSERT_STRING_EQUAL(t.state, "scheduled");
+    celeriac_task_info_free(&t);
+    CU_ASSERT_EQUAL(celeriac_cancel(c, "later-1"), CELERIAC_OK);
+    CU_ASSERT_EQUAL(celeriac_wait(c, "later-1", 1000, &t), CELERIAC_OK);
     CU_ASSERT_STRING_EQUAL(t.state, "cancelled");
     celeriac_task_info_free(&t);
     /* Bulk: all stored, ids returned in order. */
     celeriac_bulk_item items[3] = {{"default", "celeriac.echo", "[1]", {.id = "b1"}},
-                                   {"default", "celeriac.echo", "[2]", {.id = "b2"}},
+                                   {"default", "celeriac.echo", "[2]", {0}},
                                    {"default", "celeriac.noop", NULL, {.id = "b3"}}};
     char ids[3][CELERIAC_ID_SIZE];
-    CU_ASSERT_EQUAL(celeriac_enqueue_bulk(c, items, 3, ids), CELERIAC_OK);
-    CU_ASSERT_STRING_EQUAL(ids[1], "b2");
-    CU_ASSERT_EQUAL_FATAL(celeriac_wait(c, "b2", 10000, &t), CELERIAC_OK);
+    CU_ASSERT_EQUAL_FATAL(celeriac_enqueue_bulk(c, items, 3, ids), CELERIAC_OK);
+    CU_ASSERT_STRING_EQUAL(ids[0], "b1");
+    CU_ASSERT_EQUAL(strlen(ids[1]), 32);
+    CU_ASSERT_EQUAL_FATAL(celeriac_wait(c, ids[1], 10000, &t), CELERIAC_OK);
     CU_ASSERT_STRING_EQUAL(t.result_json, "[2]");
     celeriac_task_info_free(&t);
+    CU_ASSERT_EQUAL(celeriac_wait(c, "b1", 10000, &t), CELERIAC_OK);
+    celeriac_task_info_free(&t);
+    CU_ASSERT_EQUAL(celeriac_cancel(c, "b1"), CELERIAC_E_STATE);
+    CU_ASSERT(strlen(celeriac_last_error(c)) > 0);
     char *stats = NULL;
     CU_ASSERT_EQUAL(celeriac_stats(c, &stats), CELERIAC_OK);
     CU_ASSERT(stats && strstr(stats, "\"default\""));
@@ -77,52 +90,92 @@ static void test_sync_enqueue_wait_status_cancel_bulk(void) {
     env_stop(&e);
 }
 
-static void test_bad_arguments_get_clear_errors(void) {
+static void test_failures_and_bad_arguments_get_clear_errors(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, false));
-    char err[256];
-    CU_ASSERT_PTR_NULL(celeriac_connect("127.0.0.1:1", 300, err, sizeof err));
-    CU_ASSERT(strstr(err, "cannot reach") != NULL);
-    celeriac *c = celeriac_connect(e.addr, 5000, err, sizeof err);
+    CU_ASSERT_FATAL(env_start(&e, true));
+    celeriac *c = connect_to(&e);
     CU_ASSERT_FATAL(c != NULL);
     CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "bad queue", "t", NULL, NULL, NULL), CELERIAC_E_ARGS);
+    CU_ASSERT(strstr(celeriac_last_error(c), "bad queue 'bad queue'") != NULL);
     CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "q", "t", "{not json", NULL, NULL), CELERIAC_E_ARGS);
     CU_ASSERT(strstr(celeriac_last_error(c), "not JSON") != NULL);
     celeriac_opts o = {.priority = 300};
     CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "q", "t", NULL, &o, NULL), CELERIAC_E_ARGS);
+    CU_ASSERT_EQUAL(celeriac_enqueue_bulk(c, NULL, 0, NULL), CELERIAC_E_ARGS);
     celeriac_task_info t;
     CU_ASSERT_EQUAL(celeriac_status(c, "no-such-task", &t), CELERIAC_E_NOT_FOUND);
+    CU_ASSERT_EQUAL(celeriac_wait(c, "no/such", 100, &t), CELERIAC_E_ARGS);
+    CU_ASSERT_EQUAL(celeriac_cancel(c, "no-such-task"), CELERIAC_E_NOT_FOUND);
+    /* A task that fails ends "failed" with its error; a wait that runs out is TIMEOUT. */
+    char id[CELERIAC_ID_SIZE];
+    CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "default", "celeriac.fail", NULL, NULL, id),
+                    CELERIAC_OK);
+    CU_ASSERT_EQUAL_FATAL(celeriac_wait(c, id, 10000, &t), CELERIAC_OK);
+    CU_ASSERT_STRING_EQUAL(t.state, "failed");
+    CU_ASSERT(t.error && strstr(t.error, "always fails"));
+    celeriac_task_info_free(&t);
+    celeriac_opts later = {.delay_ms = 60000};
+    CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "default", "celeriac.noop", NULL, &later, id),
+                    CELERIAC_OK);
+    long long t0 = th_now_ms();
+    CU_ASSERT_EQUAL(celeriac_wait(c, id, 300, &t), CELERIAC_E_TIMEOUT);
+    CU_ASSERT(th_now_ms() - t0 < 3000);
+    /* The handle is still good after every one of those. */
     CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "q", "t", NULL, NULL, NULL), CELERIAC_OK);
-    CU_ASSERT_STRING_EQUAL(celeriac_strerror(CELERIAC_E_TIMEOUT), "TIMEOUT");
+    CU_ASSERT_STRING_EQUAL(celeriac_last_error(c), "");
     celeriac_close(c);
     env_stop(&e);
 }
 
+static void test_unique_key_returns_the_task_that_holds_it(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, false));
+    celeriac *c = connect_to(&e);
+    CU_ASSERT_FATAL(c != NULL);
+    celeriac_opts o = {.unique_key = "report-42"};
+    char first[CELERIAC_ID_SIZE], second[CELERIAC_ID_SIZE];
+    CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "uq", "t", NULL, &o, first), CELERIAC_OK);
+    CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "uq", "t", NULL, &o, second), CELERIAC_OK);
+    CU_ASSERT_STRING_EQUAL(first, second);
+    CU_ASSERT_EQUAL(queue_stat(c, "uq", "ready"), 1);
+    celeriac_close(c);
+    env_stop(&e);
+}
+
+/* ---- async ----------------------------------------------------------------------------------- */
+
 typedef struct batch {
-    int done, ok;
+    int done, ok, want;
+    char last_id[CELERIAC_ID_SIZE];
     struct event_base *base;
 } batch;
 
 static void on_done(int status, const char *id, const celeriac_task_info *info, void *arg) {
-    (void)id;
     batch *b = arg;
     b->done++;
     b->ok += status == CELERIAC_OK && (!info || !strcmp(info->state, "succeeded"));
-    if (b->done == 1000) event_base_loopbreak(b->base);
+    snprintf(b->last_id, sizeof b->last_id, "%s", id);
+    if (b->done == b->want) event_base_loopbreak(b->base);
 }
 
-static struct event_base *stats_base;
+static void run_until(batch *b, int want) {
+    b->done = b->ok = 0, b->want = want;
+    struct timeval tv = {30, 0};
+    event_base_loopexit(b->base, &tv);
+    event_base_dispatch(b->base);
+}
 
 static void on_stats(int status, const char *json, void *arg) {
-    if (status == CELERIAC_OK && json) *(char **)arg = strdup(json);
-    event_base_loopbreak(stats_base);
+    batch *b = arg;
+    b->done++;
+    b->ok += status == CELERIAC_OK && json && strstr(json, "\"acked\"");
+    event_base_loopbreak(b->base);
 }
 
 static void test_async_pipelines_many_requests(void) {
     env e;
     CU_ASSERT_FATAL(env_start(&e, true));
-    batch b = {0, 0, event_base_new()};
-    stats_base = b.base;
+    batch b = {.base = event_base_new()};
     celeriac_async *a = celeriac_async_new(b.base, e.addr);
     CU_ASSERT_FATAL(a != NULL);
     const unsigned char args[] = {0x91, 0x07};
@@ -135,127 +188,254 @@ static void test_async_pipelines_many_requests(void) {
                         CELERIAC_OK);
         CU_ASSERT_EQUAL(celeriac_async_wait(a, id, 20000, on_done, &b), CELERIAC_OK);
     }
-    struct timeval tv = {30, 0};
-    event_base_loopexit(b.base, &tv);
-    event_base_dispatch(b.base);
-    CU_ASSERT_EQUAL(b.done, 1000);
+    run_until(&b, 1000);
     CU_ASSERT_EQUAL(b.ok, 1000);
-    CU_ASSERT_EQUAL(celeriac_async_enqueue(a, "bad name", "t", NULL, 0, NULL, on_done, &b),
-                    CELERIAC_E_ARGS);
-    /* Bulk and stats on the same connection. */
+    /* JSON args, bulk, status, cancel and stats on the same connection. */
+    CU_ASSERT_EQUAL(
+        celeriac_async_enqueue_json(a, "default", "celeriac.echo", "{\"x\": 1}", NULL, on_done, &b),
+        CELERIAC_OK);
+    run_until(&b, 1);
+    CU_ASSERT(b.ok == 1 && strlen(b.last_id) == 32);
     celeriac_bulk_item items[2] = {{"default", "celeriac.noop", NULL, {.id = "ab-1"}},
                                    {"default", "celeriac.echo", "[3]", {.id = "ab-2"}}};
-    b.done = b.ok = 998; /* the callbacks below bring it to 1000 and stop the loop */
     CU_ASSERT_EQUAL(celeriac_async_enqueue_bulk(a, items, 2, on_done, &b), CELERIAC_OK);
-    event_base_dispatch(b.base);
-    CU_ASSERT_EQUAL(b.ok, 1000);
-    char *stats = NULL;
-    CU_ASSERT_EQUAL(celeriac_async_stats(a, on_stats, &stats), CELERIAC_OK);
-    event_base_dispatch(b.base);
-    CU_ASSERT(stats && strstr(stats, "\"acked\""));
-    free(stats);
+    run_until(&b, 2);
+    CU_ASSERT(b.ok == 2 && !strcmp(b.last_id, "ab-2"));
+    celeriac_opts later = {.id = "ab-later", .delay_ms = 60000};
+    CU_ASSERT_EQUAL(
+        celeriac_async_enqueue(a, "default", "celeriac.noop", NULL, 0, &later, on_done, &b),
+        CELERIAC_OK);
+    CU_ASSERT_EQUAL(celeriac_async_cancel(a, "ab-later", on_done, &b), CELERIAC_OK);
+    CU_ASSERT_EQUAL(celeriac_async_wait(a, "ab-later", 5000, on_done, &b), CELERIAC_OK);
+    run_until(&b, 3);
+    CU_ASSERT_EQUAL(b.ok, 2); /* enqueue and cancel ok; the wait saw "cancelled", not success */
+    CU_ASSERT_EQUAL(celeriac_async_status(a, "nope", on_done, &b), CELERIAC_OK);
+    run_until(&b, 1);
+    CU_ASSERT_EQUAL(b.ok, 0);
+    CU_ASSERT_EQUAL(celeriac_async_stats(a, on_stats, &b), CELERIAC_OK);
+    run_until(&b, 1);
+    CU_ASSERT_EQUAL(b.ok, 1);
     celeriac_async_free(a);
     event_base_free(b.base);
     env_stop(&e);
 }
 
-static void test_enqueue_stream_survives_broker_restart_without_dup_or_loss(void) {
+/* ---- broker restarts ---------------------------------------------------------------------------
+ */
+
+typedef struct killer {
+    env *e;
+    int after_ms, times;
+    bool start_worker;
+    pthread_t thread;
+    volatile bool done;
+} killer;
+
+/* Kills the broker (-9: replies in flight are lost) after a while and starts it again on the
+ * same port, `times` times; then optionally starts a worker. The producer meanwhile keeps going
+ * in the main thread. */
+static void *kill_and_restart(void *arg) {
+    killer *k = arg;
+    for (int i = 0; i < k->times; i++) {
+        th_sleep_ms(k->after_ms);
+        th_proc_stop(&k->e->broker, SIGKILL);
+        th_sleep_ms(100);
+        if (!th_broker_restart(&k->e->broker, &k->e->redis, env_broker_flags))
+            fprintf(stderr, "\nbroker did not come back\n");
+    }
+    if (k->start_worker) th_worker_start(&k->e->worker, k->e->broker.port, NULL);
+    k->done = true;
+    return NULL;
+}
+
+static void killer_start(killer *k, env *e, int after_ms, int times, bool start_worker) {
+    *k = (killer){.e = e, .after_ms = after_ms, .times = times, .start_worker = start_worker};
+    CU_ASSERT_FATAL(pthread_create(&k->thread, NULL, kill_and_restart, k) == 0);
+}
+
+static void test_sync_stream_survives_broker_kills_without_dup_or_loss(void) {
     env e;
     CU_ASSERT_FATAL(env_start(&e, false));
-    char err[256];
-    celeriac *c = celeriac_connect(e.addr, 5000, err, sizeof err);
+    celeriac *c = connect_to(&e);
     CU_ASSERT_FATAL(c != NULL);
-    int ok = 0;
-    char *flags[] = {"--lease-ms", "2000", NULL};
-    for (int i = 0; i < 400; i++) {
-        if (i == 200) {
-            th_proc_stop(&e.broker, SIGKILL);
-            CU_ASSERT_FATAL(th_broker_restart(&e.broker, &e.redis, flags));
-        }
-        char id[32];
-        snprintf(id, sizeof id, "s-%d", i);
-        celeriac_opts o = {.id = id};
-        ok += celeriac_enqueue_json(c, "stream", "celeriac.noop", NULL, &o, NULL) == CELERIAC_OK;
+    enum { BULK = 200 };
+    static celeriac_bulk_item items[BULK];
+    for (int i = 0; i < BULK; i++) items[i] = (celeriac_bulk_item){"stream", "t", "[2]", {0}};
+    killer k;
+    killer_start(&k, &e, 300, 3, false);
+    long long stored = 0, refused = 0;
+    /* Ids come from the library: a resend must reuse the one it chose. Bulks keep Redis busy
+     * longer, widening the window in which a kill loses a reply to a stored request. */
+    for (int i = 0; !k.done || i < 100; i++) {
+        bool bulk = i % 8 == 7;
+        int rc = bulk ? celeriac_enqueue_bulk(c, items, BULK, NULL)
+                      : celeriac_enqueue_json(c, "stream", "t", "[1]", NULL, NULL);
+        if (rc == CELERIAC_OK)
+            stored += bulk ? BULK : 1;
+        else
+            refused++, fprintf(stderr, "\n%s\n", celeriac_last_error(c));
     }
-    CU_ASSERT_EQUAL(ok, 400);
-    redisContext *r = th_redis_connect(&e.redis);
-    redisReply *rep = redisCommand(r, "ZCARD cel:{stream}:ready");
-    CU_ASSERT_EQUAL(rep->integer, 400); /* every task once: none lost, none doubled */
-    freeReplyObject(rep);
-    redisFree(r);
+    pthread_join(k.thread, NULL);
+    CU_ASSERT_EQUAL(refused, 0);
+    CU_ASSERT_EQUAL(queue_stat(c, "stream", "ready"), stored); /* every task once */
     celeriac_close(c);
     env_stop(&e);
 }
 
-static int run_cli(char *out, size_t cap, const char *fmt, const char *a, const char *b) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, fmt, th_bin("client/celeriac"), a, b);
-    FILE *p = popen(cmd, "r");
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    if (n && out[n - 1] == '\n') out[n - 1] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+static void on_enqueued(int status, const char *id, const celeriac_task_info *info, void *arg) {
+    (void)id, (void)info;
+    batch *b = arg;
+    b->done++;
+    b->ok += status == CELERIAC_OK;
+    if (b->done == b->want) event_base_loopbreak(b->base);
 }
 
-static void test_cli_output_and_exit_codes(void) {
+static void test_async_stream_survives_broker_kill_without_dup_or_loss(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, true));
-    char id[256], out[4096];
-    CU_ASSERT_EQUAL(run_cli(id, sizeof id, "%s --broker %s enqueue celeriac.echo '{\"x\": 1}' 2>&1",
-                            e.addr, ""),
-                    0);
-    CU_ASSERT_EQUAL(strlen(id), 32);
-    CU_ASSERT_EQUAL(
-        run_cli(out, sizeof out, "%s --broker %s wait %s --timeout 10 2>&1", e.addr, id), 0);
-    CU_ASSERT(strstr(out, "\"state\":\"succeeded\"") && strstr(out, "\"result\":{\"x\":1}"));
-    CU_ASSERT_EQUAL(
-        run_cli(id, sizeof id, "%s --broker %s enqueue --id f1 celeriac.fail%s", e.addr, ""), 0);
-    CU_ASSERT_EQUAL(
-        run_cli(out, sizeof out, "%s --broker %s wait f1 --timeout 10 2>/dev/null%s", e.addr, ""),
-        1);
-    CU_ASSERT(strstr(out, "\"state\":\"failed\"") != NULL);
-    CU_ASSERT_EQUAL(run_cli(out, sizeof out, "%s --broker %s status nope 2>&1%s", e.addr, ""), 3);
-    CU_ASSERT(strstr(out, "NOT_FOUND") != NULL);
-    CU_ASSERT_EQUAL(run_cli(out, sizeof out, "%s --broker %s enqueue t '{bad' 2>&1%s", e.addr, ""),
-                    2);
-    CU_ASSERT(strstr(out, "not JSON") != NULL);
-    CU_ASSERT_EQUAL(
-        run_cli(out, sizeof out, "%s --broker %s enqueue --delay 60 --id d1 t%s", e.addr, ""), 0);
-    CU_ASSERT_EQUAL(
-        run_cli(out, sizeof out, "%s --broker %s wait d1 --timeout 0.3 2>&1%s", e.addr, ""), 1);
-    CU_ASSERT(strstr(out, "TIMEOUT") != NULL);
-    CU_ASSERT_EQUAL(run_cli(out, sizeof out, "%s --broker %s cancel d1%s", e.addr, ""), 0);
-    CU_ASSERT_EQUAL(run_cli(out, sizeof out, "%s --broker %s queues%s", e.addr, ""), 0);
-    CU_ASSERT(strstr(out, "\"default\"") != NULL);
-    CU_ASSERT_EQUAL(run_cli(out, sizeof out, "%s frob%s%s 2>&1", "", ""), 2);
-    CU_ASSERT_EQUAL(run_cli(out, sizeof out, "%s --broker 127.0.0.1:1 stats 2>&1%s%s", "", ""), 3);
-    CU_ASSERT_EQUAL(run_cli(out, sizeof out, "%s enqueue --help%s%s", "", ""), 0);
-    CU_ASSERT(strstr(out, "usage: celeriac") != NULL);
+    CU_ASSERT_FATAL(env_start(&e, false));
+    batch b = {.base = event_base_new()};
+    celeriac_async *a = celeriac_async_new(b.base, e.addr);
+    CU_ASSERT_FATAL(a != NULL);
+    enum { N = 20000 };
+    for (int i = 0; i < N; i++)
+        CU_ASSERT_EQUAL(
+            celeriac_async_enqueue(a, "astream", "celeriac.noop", NULL, 0, NULL, on_enqueued, &b),
+            CELERIAC_OK);
+    /* All 20000 are in flight or queued; kill the broker while their replies stream back. */
+    killer k;
+    killer_start(&k, &e, 150, 1, false);
+    b.want = N;
+    struct timeval limit = {40, 0};
+    event_base_loopexit(b.base, &limit);
+    event_base_dispatch(b.base);
+    pthread_join(k.thread, NULL);
+    CU_ASSERT_EQUAL(b.done, N);
+    CU_ASSERT_EQUAL(b.ok, N);
+    celeriac_async_free(a);
+    event_base_free(b.base);
+    celeriac *c = connect_to(&e);
+    CU_ASSERT_FATAL(c != NULL);
+    CU_ASSERT_EQUAL(queue_stat(c, "astream", "ready"), N);
+    celeriac_close(c);
     env_stop(&e);
 }
 
-static void test_example_producer_runs(void) {
+static void test_sync_wait_survives_broker_restart(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, true));
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s 40 %s/README.md %s/docs/delivery.md > /dev/null",
+    CU_ASSERT_FATAL(env_start(&e, false));
+    celeriac *c = connect_to(&e);
+    CU_ASSERT_FATAL(c != NULL);
+    char id[CELERIAC_ID_SIZE];
+    CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "default", "celeriac.echo", "[5]", NULL, id),
+                    CELERIAC_OK);
+    /* No worker yet: the wait blocks in the broker, which is killed under it; the wait is
+     * resent to the new broker, and the worker started then runs the task. */
+    killer k;
+    killer_start(&k, &e, 300, 1, true);
+    celeriac_task_info t;
+    CU_ASSERT_EQUAL(celeriac_wait(c, id, 15000, &t), CELERIAC_OK);
+    CU_ASSERT_STRING_EQUAL(t.state, "succeeded");
+    CU_ASSERT(t.result_json && !strcmp(t.result_json, "[5]"));
+    celeriac_task_info_free(&t);
+    pthread_join(k.thread, NULL);
+    celeriac_close(c);
+    env_stop(&e);
+}
+
+static void test_calls_report_unavailable_when_no_broker_returns(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, false));
+    celeriac *c = connect_to(&e);
+    CU_ASSERT_FATAL(c != NULL);
+    celeriac_set_timeout(c, 700);
+    th_proc_stop(&e.broker, SIGKILL);
+    long long t0 = th_now_ms();
+    CU_ASSERT_EQUAL(celeriac_enqueue_json(c, "q", "t", NULL, NULL, NULL), CELERIAC_E_UNAVAILABLE);
+    CU_ASSERT(th_now_ms() - t0 < 3000);
+    CU_ASSERT(strstr(celeriac_last_error(c), "refused") != NULL);
+    celeriac_task_info t;
+    CU_ASSERT_EQUAL(celeriac_status(c, "x", &t), CELERIAC_E_UNAVAILABLE);
+    celeriac_close(c);
+    env_stop(&e);
+}
+
+/* Redis down: the broker answers UNAVAILABLE, the sync face retries after pauses, and the
+ * enqueue goes through once Redis is back (same id, so at most one task). */
+static void *restart_redis(void *arg) {
+    env *e = arg;
+    th_sleep_ms(700);
+    if (!th_redis_restart(&e->redis)) fprintf(stderr, "\nredis did not come back\n");
+    return NULL;
+}
+
+static void test_sync_enqueue_rides_out_a_redis_outage(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, false));
+    celeriac *c = connect_to(&e);
+    CU_ASSERT_FATAL(c != NULL);
+    th_redis_kill(&e.redis);
+    pthread_t t;
+    CU_ASSERT_FATAL(pthread_create(&t, NULL, restart_redis, &e) == 0);
+    char id[CELERIAC_ID_SIZE];
+    celeriac_opts o = {.id = "during-outage"};
+    int rc = celeriac_enqueue_json(c, "outage", "t", NULL, &o, id);
+    pthread_join(t, NULL);
+    CU_ASSERT_EQUAL(rc, CELERIAC_OK);
+    if (rc != CELERIAC_OK) fprintf(stderr, "\n%s\n", celeriac_last_error(c));
+    CU_ASSERT_EQUAL(queue_stat(c, "outage", "ready"), 1);
+    celeriac_close(c);
+    env_stop(&e);
+}
+
+/* ---- the examples ------------------------------------------------------------------------------
+ */
+
+static int run(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, cap - 1, p) : 0;
+    out[n] = 0;
+    int st = p ? pclose(p) : -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_example_producers_run(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start_plugin(&e, true, WORDCOUNT_PLUGIN));
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s %s", th_bin("examples/celeriac-example-sync"), e.addr);
+    CU_ASSERT_EQUAL(run(cmd, out, sizeof out), 0);
+    CU_ASSERT(strstr(out, "echo returned {\"greeting\":\"hello\"}") != NULL);
+    CU_ASSERT(strstr(out, "bulk: 3 tasks, 3 succeeded") != NULL);
+    CU_ASSERT(strstr(out, "delayed task cancelled") != NULL);
+    snprintf(cmd, sizeof cmd, "CELERIAC_BROKER=%s %s 300", e.addr,
+             th_bin("examples/celeriac-example-async"));
+    CU_ASSERT_EQUAL(run(cmd, out, sizeof out), 0);
+    CU_ASSERT(strstr(out, "300 enqueued, 300 succeeded with the right result") != NULL);
+    snprintf(cmd, sizeof cmd, "%s %s 40 %s/README.md %s/docs/delivery.md",
              th_bin("examples/celeriac-demo-producer"), e.addr, CELERIAC_SOURCE_DIR,
              CELERIAC_SOURCE_DIR);
-    int st = system(cmd);
-    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CU_ASSERT_EQUAL(run(cmd, out, sizeof out), 0);
+    CU_ASSERT(strstr(out, "40 succeeded, 0 failed") != NULL);
     env_stop(&e);
 }
 
 int main(void) {
     static const th_test tests[] = {
         {"sync enqueue, wait, status, cancel, bulk", test_sync_enqueue_wait_status_cancel_bulk},
-        {"bad arguments get clear errors", test_bad_arguments_get_clear_errors},
+        {"failures and bad arguments get clear errors",
+         test_failures_and_bad_arguments_get_clear_errors},
+        {"a unique key returns the task that holds it",
+         test_unique_key_returns_the_task_that_holds_it},
         {"async pipelines many requests", test_async_pipelines_many_requests},
-        {"enqueue stream survives a broker restart without dup or loss",
-         test_enqueue_stream_survives_broker_restart_without_dup_or_loss},
-        {"CLI output and exit codes", test_cli_output_and_exit_codes},
-        {"example producer runs", test_example_producer_runs},
+        {"sync stream survives broker kills without dup or loss",
+         test_sync_stream_survives_broker_kills_without_dup_or_loss},
+        {"async stream survives a broker kill without dup or loss",
+         test_async_stream_survives_broker_kill_without_dup_or_loss},
+        {"sync wait survives a broker restart", test_sync_wait_survives_broker_restart},
+        {"calls report UNAVAILABLE when no broker returns",
+         test_calls_report_unavailable_when_no_broker_returns},
+        {"sync enqueue rides out a Redis outage", test_sync_enqueue_rides_out_a_redis_outage},
+        {"example producers run", test_example_producers_run},
         {NULL, NULL}};
     return th_run("client", tests);
 }
