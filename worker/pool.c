@@ -1,173 +1,162 @@
-/* The execution pool: N slots, each a runner in a child process (prefork: a task that crashes
- * takes only its child down) or a thread (threads: cheaper, no isolation), connected to the
- * daemon by a socketpair. The pool enforces hard time limits, replaces dead children and turns
- * a death into the task's failure with the signal named. */
+/* The execution pool: N slots, each a runner (see runner.c) in a child process (prefork: a task
+ * that crashes takes only its child down) or a thread (threads: cheaper, no isolation), driven
+ * through a socketpair from the daemon's event loop. This file is what both kinds share: it
+ * hands tasks to idle slots, reads their outcomes, enforces hard time limits and abort grace
+ * periods, and turns a lost runner into its task's failure before starting a new one. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
-#include "worker.h"
+#include "pool.h"
 
-typedef struct slot {
-    cel_pool *pool;
-    int index;
-    struct bufferevent *bev;
-    pid_t pid;
-    pthread_t thread;
-    int child_fd; /* threads: the runner's end */
-    cel_decoder dec;
-    bool busy;
-    char id[CEL_ID_MAX + 1];
-    uint64_t token;
-    long long hard_deadline_ms, abort_deadline_ms;
-    bool timed_out, aborted;
-} slot;
-
-struct cel_pool {
-    struct event_base *base;
-    cel_pool_kind kind;
-    const celeriac_registry *reg;
-    cel_pool_outcome_cb cb;
-    void *arg;
-    slot *slots;
-    int n;
-    struct event *tick, *sigchld;
-    msgpack_zone zone;
-    cel_buf out;
-};
+/* How long a slot whose runner could not be started waits before the next try. */
+#define POOL_RESTART_RETRY_MS 1000
 
 static void slot_read(struct bufferevent *bev, void *arg);
+static void slot_timer(evutil_socket_t fd, short what, void *arg);
 
-static void *thread_main(void *arg) {
-    slot *s = arg;
-    runner_loop(s->child_fd, s->pool->reg);
-    return NULL;
+static void arm_ms(struct event *ev, long long ms) {
+    struct timeval tv = {ms > 0 ? ms / 1000 : 0, ms > 0 ? (ms % 1000) * 1000 : 0};
+    evtimer_add(ev, &tv);
 }
 
-/* In a forked child only the runner's socket, stdout and stderr stay open. */
-static void child_close_fds(int keep) {
-    long max = sysconf(_SC_OPEN_MAX);
-    for (int fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
-        if (fd != keep) close(fd);
-}
-
-static bool slot_start(slot *s) {
+static bool slot_start(cel_slot *s) {
+    cel_pool *p = s->pool;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return false;
-    cel_pool *p = s->pool;
-    if (p->kind == POOL_PREFORK) {
-        pid_t pid = fork();
-        if (pid < 0) return close(sv[0]), close(sv[1]), false;
-        if (pid == 0) {
-            signal(SIGTERM, SIG_DFL), signal(SIGINT, SIG_IGN), signal(SIGQUIT, SIG_DFL);
-            child_close_fds(sv[1]);
-            runner_loop(sv[1], p->reg);
-            _exit(0);
-        }
-        close(sv[1]);
-        s->pid = pid;
-    } else {
-        s->child_fd = sv[1];
-        if (pthread_create(&s->thread, NULL, thread_main, s) != 0) return false;
+    if (!p->ops->start(s, sv[1])) {
+        close(sv[0]), close(sv[1]);
+        return false;
     }
     evutil_make_socket_nonblocking(sv[0]);
+    /* The runner is our own code: its frames are trusted to be well-formed, and a result too
+     * large for the broker is refused when the worker sends it, not here. */
     cel_decoder_init(&s->dec, UINT32_MAX);
     s->bev = bufferevent_socket_new(p->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+    if (!s->bev) {
+        close(sv[0]); /* the runner sees EOF and ends */
+        s->busy = false;
+        p->ops->reap(s);
+        return false;
+    }
     bufferevent_setcb(s->bev, slot_read, NULL, NULL, s);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-    s->busy = false;
+    bufferevent_enable(s->bev, EV_READ);
+    s->busy = false, s->end = SLOT_END_NONE;
     return true;
 }
 
-static void emit_fail(cel_pool *p, slot *s, const char *reason, bool retry, const char *error) {
-    cel_msg o;
-    memset(&o, 0, sizeof o);
-    o.op = CEL_OP_FAIL;
-    o.id = cel_str_c(s->id), o.token = s->token;
-    o.error = cel_str_c(error), o.retry = retry, o.reason = cel_str_c(reason);
-    o.present = 1u << CEL_F_SEQ | 1u << CEL_F_ID | 1u << CEL_F_TOKEN | 1u << CEL_F_ERROR |
-                1u << CEL_F_RETRY | 1u << CEL_F_REASON;
-    s->busy = false;
-    p->cb(&o, p->arg);
+static void slot_release(cel_slot *s) {
+    if (s->bev) bufferevent_free(s->bev);
+    s->bev = NULL;
+    cel_decoder_free(&s->dec);
+    if (s->timer) evtimer_del(s->timer);
+}
+
+/* The task's outcome as the pool reports it: a cancelled task fails as cancelled whatever its
+ * handler returned, because the broker has already settled it that way. */
+static void report(cel_slot *s, cel_msg *o) {
+    cel_pool *p = s->pool;
+    if (s->end == SLOT_END_CANCEL) {
+        o->op = CEL_OP_FAIL;
+        o->present &= ~(1ull << CEL_F_RESULT);
+        o->result = (cel_raw){0};
+        if (!cel_msg_has(o, CEL_F_ERROR)) o->error = cel_str_c("cancelled");
+        o->retry = false, o->reason = cel_str_c("cancelled");
+        cel_msg_set(o, CEL_F_ERROR), cel_msg_set(o, CEL_F_RETRY), cel_msg_set(o, CEL_F_REASON);
+    }
+    s->busy = false, s->end = SLOT_END_NONE;
+    evtimer_del(s->timer);
+    p->cb(o, p->arg);
 }
 
 static void slot_read(struct bufferevent *bev, void *arg) {
-    slot *s = arg;
+    cel_slot *s = arg;
     cel_pool *p = s->pool;
-    char buf[16384];
-    size_t n;
-    while ((n = evbuffer_remove(bufferevent_get_input(bev), buf, sizeof buf)) > 0) {
-        cel_decoder_feed(&s->dec, buf, n);
-        const uint8_t *body;
-        uint32_t len;
-        while (cel_decoder_next(&s->dec, &body, &len, NULL) == CEL_OK && body) {
-            cel_msg o;
-            msgpack_zone_clear(&p->zone);
-            if (cel_msg_decode(body, len, &p->zone, 0, &o, NULL) != CEL_OK || !s->busy) continue;
-            s->busy = false;
-            p->cb(&o, p->arg);
-        }
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t n = evbuffer_get_length(in);
+    cel_decoder_feed(&s->dec, evbuffer_pullup(in, (ev_ssize_t)n), n);
+    evbuffer_drain(in, n);
+    const uint8_t *body;
+    uint32_t len;
+    while (cel_decoder_next(&s->dec, &body, &len, NULL) == CEL_OK && body) {
+        cel_msg o;
+        msgpack_zone_clear(&p->zone);
+        /* Not busy: the outcome of a task the pool already reported (its hard limit). */
+        if (cel_msg_decode(body, len, &p->zone, 0, &o, NULL) != CEL_OK || !s->busy) continue;
+        report(s, &o);
     }
 }
 
-/* A child is gone: the task it ran fails with the cause named, and a new child takes over. */
-static void slot_died(cel_pool *p, slot *s, int status) {
-    bufferevent_free(s->bev);
-    s->bev = NULL;
-    cel_decoder_free(&s->dec);
-    s->pid = 0;
-    if (s->busy) {
-        char why[160];
-        if (s->timed_out)
-            snprintf(why, sizeof why, "hard time limit exceeded: killed");
-        else if (WIFSIGNALED(status))
-            snprintf(why, sizeof why, "worker child killed by signal %d (SIG%s)", WTERMSIG(status),
-                     sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
-        else
-            snprintf(why, sizeof why, "worker child exited with status %d", WEXITSTATUS(status));
-        log_warn("task %s: %s", s->id, why);
-        const char *reason = s->timed_out ? "timeout" : s->aborted ? "cancelled" : "worker_lost";
-        emit_fail(p, s, reason, !s->aborted, why);
+/* The failure of a task whose runner is gone, worded after why it went. */
+static void report_lost(cel_pool *p, const cel_slot *task, const char *how) {
+    char why[300];
+    cel_msg o;
+    memset(&o, 0, sizeof o);
+    o.op = CEL_OP_FAIL, o.id = cel_str_c(task->id), o.token = task->token;
+    if (task->end == SLOT_END_TIMEOUT) {
+        snprintf(why, sizeof why, "hard time limit of %llu ms exceeded: %s %s",
+                 (unsigned long long)task->hard_ms, p->ops->what, how);
+        o.reason = cel_str_c("timeout"), o.retry = true;
+    } else if (task->end == SLOT_END_CANCEL) {
+        snprintf(why, sizeof why, "cancelled: %s %s", p->ops->what, how);
+        o.reason = cel_str_c("cancelled"), o.retry = false;
+    } else {
+        snprintf(why, sizeof why, "worker %s %s while running the task", p->ops->what, how);
+        o.reason = cel_str_c("worker_lost"), o.retry = true;
     }
-    s->timed_out = s->aborted = false;
-    if (!slot_start(s)) log_error("cannot replace pool child %d", s->index);
+    log_warn("task %s: %s", task->id, why);
+    o.error = cel_str_c(why);
+    cel_msg_set(&o, CEL_F_ID), cel_msg_set(&o, CEL_F_TOKEN), cel_msg_set(&o, CEL_F_ERROR);
+    cel_msg_set(&o, CEL_F_RETRY), cel_msg_set(&o, CEL_F_REASON);
+    p->cb(&o, p->arg);
 }
 
-static void on_sigchld(evutil_socket_t fd, short what, void *arg) {
-    (void)fd, (void)what;
-    cel_pool *p = arg;
-    int status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-        for (int i = 0; i < p->n; i++)
-            if (p->slots[i].pid == pid) slot_died(p, &p->slots[i], status);
+void pool_slot_lost(cel_slot *s, const char *how) {
+    cel_pool *p = s->pool;
+    slot_release(s);
+    cel_slot task = *s; /* what it was running, before the slot is reused */
+    s->busy = false, s->end = SLOT_END_NONE;
+    /* A new runner first, so the outcome callback can already hand this slot a task. */
+    if (!slot_start(s)) {
+        log_error("pool: cannot start a new %s for slot %d: %s", p->ops->what, s->index,
+                  strerror(errno));
+        arm_ms(p->retry, POOL_RESTART_RETRY_MS);
+    }
+    if (task.busy)
+        report_lost(p, &task, how);
+    else
+        log_warn("pool: idle %s of slot %d %s", p->ops->what, s->index, how);
 }
 
-/* Hard limits and abort grace periods: kill the child (threads cannot be killed safely). */
-static void on_tick(evutil_socket_t fd, short what, void *arg) {
+/* The hard limit ran out, or an abort's grace period did: end the runner. */
+static void slot_timer(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    cel_slot *s = arg;
+    if (!s->busy || !s->bev) return;
+    if (s->end == SLOT_END_NONE) {
+        s->end = SLOT_END_TIMEOUT;
+        log_warn("task %s: hard time limit of %llu ms reached; ending its %s", s->id,
+                 (unsigned long long)s->hard_ms, s->pool->ops->what);
+    } else {
+        log_warn("task %s: still running %d ms after its abort; ending its %s", s->id, s->grace_ms,
+                 s->pool->ops->what);
+    }
+    s->pool->ops->kill(s);
+}
+
+static void pool_retry(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     cel_pool *p = arg;
-    long long now = cel_now_ms();
     for (int i = 0; i < p->n; i++) {
-        slot *s = &p->slots[i];
-        if (!s->busy || !s->pid) continue;
-        if (s->hard_deadline_ms && now > s->hard_deadline_ms && !s->timed_out) {
-            s->timed_out = true;
-            kill(s->pid, SIGKILL);
-        } else if (s->abort_deadline_ms && now > s->abort_deadline_ms) {
-            s->abort_deadline_ms = 0;
-            kill(s->pid, SIGKILL);
-        }
+        if (p->slots[i].bev || slot_start(&p->slots[i])) continue;
+        arm_ms(p->retry, POOL_RESTART_RETRY_MS);
+        return;
     }
 }
 
@@ -175,21 +164,23 @@ cel_pool *pool_new(struct event_base *base, cel_pool_kind kind, int size,
                    const celeriac_registry *r, cel_pool_outcome_cb cb, void *arg) {
     cel_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    p->base = base, p->kind = kind, p->reg = r, p->cb = cb, p->arg = arg, p->n = size;
-    p->slots = calloc((size_t)size, sizeof *p->slots);
+    p->base = base, p->reg = r, p->cb = cb, p->arg = arg;
+    p->ops = kind == CEL_POOL_THREADS ? &pool_threads_ops : &pool_prefork_ops;
     msgpack_zone_init(&p->zone, 4096);
     cel_buf_init(&p->out);
-    if (kind == POOL_PREFORK) {
-        p->sigchld = evsignal_new(base, SIGCHLD, on_sigchld, p);
-        event_add(p->sigchld, NULL);
+    p->retry = evtimer_new(base, pool_retry, p);
+    p->slots = calloc((size_t)size, sizeof *p->slots);
+    if (!p->retry || !p->slots || !p->ops->init(p)) {
+        log_error("pool: cannot set up a %s pool", kind == CEL_POOL_THREADS ? "thread" : "prefork");
+        return pool_free(p), NULL;
     }
-    p->tick = event_new(base, -1, EV_PERSIST, on_tick, p);
-    struct timeval tv = {0, 50000};
-    event_add(p->tick, &tv);
+    p->n = size;
     for (int i = 0; i < size; i++) {
-        p->slots[i].pool = p, p->slots[i].index = i;
-        if (!slot_start(&p->slots[i])) {
-            log_error("cannot start pool slot %d: %s", i, strerror(errno));
+        cel_slot *s = &p->slots[i];
+        s->pool = p, s->index = i;
+        s->timer = evtimer_new(base, slot_timer, s);
+        if (!s->timer || !slot_start(s)) {
+            log_error("pool: cannot start %s %d: %s", p->ops->what, i, strerror(errno));
             return pool_free(p), NULL;
         }
     }
@@ -199,26 +190,17 @@ cel_pool *pool_new(struct event_base *base, cel_pool_kind kind, int size,
 void pool_free(cel_pool *p) {
     if (!p) return;
     for (int i = 0; i < p->n; i++) {
-        slot *s = &p->slots[i];
+        cel_slot *s = &p->slots[i];
         /* shutdown, not just close: libevent may close the fd only later, and the runner must
          * see EOF now to exit. */
         if (s->bev) shutdown(bufferevent_getfd(s->bev), SHUT_RDWR);
-        if (s->bev) bufferevent_free(s->bev);
-        s->bev = NULL;
-        if (s->pid) {
-            if (s->busy) kill(s->pid, SIGKILL);
-            waitpid(s->pid, NULL, 0);
-        } else if (p->kind == POOL_THREADS && s->thread) {
-            if (!s->busy)
-                pthread_join(s->thread, NULL);
-            else
-                pthread_detach(s->thread);
-            if (!s->busy) close(s->child_fd);
-        }
-        cel_decoder_free(&s->dec);
+        bool had_runner = s->bev != NULL;
+        slot_release(s);
+        if (had_runner) p->ops->reap(s);
+        if (s->timer) event_free(s->timer);
     }
-    if (p->sigchld) event_free(p->sigchld);
-    event_free(p->tick);
+    p->ops->fini(p);
+    if (p->retry) event_free(p->retry);
     msgpack_zone_destroy(&p->zone);
     cel_buf_free(&p->out);
     free(p->slots);
@@ -237,39 +219,63 @@ int pool_idle(const cel_pool *p) {
     return n;
 }
 
-bool pool_run(cel_pool *p, const cel_msg *task, uint64_t soft_ms, uint64_t hard_ms) {
+bool pool_run_frame(cel_pool *p, const uint8_t *frame, size_t len, cel_str id, uint64_t token,
+                    uint64_t hard_ms) {
     for (int i = 0; i < p->n; i++) {
-        slot *s = &p->slots[i];
+        cel_slot *s = &p->slots[i];
         if (s->busy || !s->bev) continue;
-        cel_msg t = *task;
-        t.soft_ms = soft_ms, t.hard_ms = hard_ms;
-        if (soft_ms) cel_msg_set(&t, CEL_F_SOFT_MS);
-        if (hard_ms) cel_msg_set(&t, CEL_F_HARD_MS);
-        cel_buf_reset(&p->out);
-        if (cel_msg_encode(&p->out, &t, UINT32_MAX, NULL) != CEL_OK) return false;
-        snprintf(s->id, sizeof s->id, "%.*s", (int)task->id.len, task->id.ptr);
-        s->token = task->token;
-        s->busy = true;
+        if (bufferevent_write(s->bev, frame, len) != 0) return false;
+        snprintf(s->id, sizeof s->id, "%.*s", (int)id.len, id.ptr);
+        s->token = token, s->hard_ms = hard_ms;
+        s->busy = true, s->end = SLOT_END_NONE;
         s->hard_deadline_ms = hard_ms ? cel_now_ms() + (long long)hard_ms : 0;
-        s->abort_deadline_ms = 0;
-        bufferevent_write(s->bev, p->out.data, p->out.len);
+        if (hard_ms) arm_ms(s->timer, (long long)hard_ms);
         return true;
     }
     return false;
 }
 
-void pool_abort(cel_pool *p, const char *id, size_t len, int grace_ms) {
+bool pool_run(cel_pool *p, const cel_msg *task) {
+    cel_buf_reset(&p->out);
+    cel_msg t = *task;
+    if (t.soft_ms) cel_msg_set(&t, CEL_F_SOFT_MS);
+    if (t.hard_ms) cel_msg_set(&t, CEL_F_HARD_MS);
+    if (cel_msg_encode(&p->out, &t, UINT32_MAX, NULL) != CEL_OK) return false;
+    return pool_run_frame(p, p->out.data, p->out.len, t.id, t.token, t.hard_ms);
+}
+
+static cel_slot *slot_running(const cel_pool *p, cel_str id, uint64_t token) {
     for (int i = 0; i < p->n; i++) {
-        slot *s = &p->slots[i];
-        if (!s->busy || strlen(s->id) != len || memcmp(s->id, id, len) != 0) continue;
-        cel_msg a;
-        memset(&a, 0, sizeof a);
-        a.op = CEL_OP_ABORT, a.id = cel_str_c(s->id), a.token = s->token;
-        a.present = 1u << CEL_F_ID | 1u << CEL_F_TOKEN;
-        cel_buf_reset(&p->out);
-        if (cel_msg_encode(&p->out, &a, UINT32_MAX, NULL) == CEL_OK)
-            bufferevent_write(s->bev, p->out.data, p->out.len);
-        s->aborted = true;
-        s->abort_deadline_ms = cel_now_ms() + grace_ms;
+        cel_slot *s = &p->slots[i];
+        if (s->busy && s->token == token && strlen(s->id) == id.len &&
+            memcmp(s->id, id.ptr, id.len) == 0)
+            return s;
     }
+    return NULL;
+}
+
+bool pool_running(const cel_pool *p, cel_str id, uint64_t token) {
+    return slot_running(p, id, token) != NULL;
+}
+
+void pool_abort(cel_pool *p, cel_str id, uint64_t token, int grace_ms) {
+    cel_slot *s = slot_running(p, id, token);
+    if (!s || s->end != SLOT_END_NONE) return;
+    cel_msg a;
+    memset(&a, 0, sizeof a);
+    a.op = CEL_OP_ABORT, a.id = id, a.token = token, a.reason = cel_str_c("cancelled");
+    cel_msg_set(&a, CEL_F_ID), cel_msg_set(&a, CEL_F_TOKEN), cel_msg_set(&a, CEL_F_REASON);
+    cel_buf_reset(&p->out);
+    if (cel_msg_encode(&p->out, &a, UINT32_MAX, NULL) == CEL_OK)
+        bufferevent_write(s->bev, p->out.data, p->out.len);
+    s->end = SLOT_END_CANCEL;
+    s->grace_ms = grace_ms;
+    /* The hard limit still applies if it comes first. */
+    long long left = s->hard_deadline_ms ? s->hard_deadline_ms - cel_now_ms() : grace_ms;
+    arm_ms(s->timer, left < grace_ms ? left : grace_ms);
+}
+
+void pool_signal(cel_pool *p, int sig) {
+    for (int i = 0; i < p->n; i++)
+        if (p->slots[i].pid > 0) kill(p->slots[i].pid, sig);
 }

@@ -1,11 +1,14 @@
-/* Task registry: names to handlers, filled by the built-ins, by plugins loaded with dlopen, or
- * by a program that embeds the worker. */
+/* The task registry: task names to handlers, filled by the built-ins, by plugins loaded with
+ * dlopen, or by a program that embeds the worker. Read-only once the pool starts. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "worker.h"
+
+/* Reserved for builtin.c, so a plugin cannot shadow or fake a built-in. */
+#define BUILTIN_PREFIX "celeriac."
 
 void registry_init(celeriac_registry *r) {
     memset(r, 0, sizeof *r);
@@ -18,12 +21,12 @@ void registry_free(celeriac_registry *r) {
 
 const cel_handler *registry_find(const celeriac_registry *r, const char *name, size_t len) {
     for (size_t i = 0; i < r->n; i++)
-        if (strlen(r->items[i].name) == len && memcmp(r->items[i].name, name, len) == 0)
+        if (strncmp(r->items[i].name, name, len) == 0 && r->items[i].name[len] == 0)
             return &r->items[i];
     return NULL;
 }
 
-int celeriac_register(celeriac_registry *r, const char *name, celeriac_task_fn fn, void *data) {
+static int registry_add(celeriac_registry *r, const char *name, celeriac_task_fn fn, void *data) {
     size_t len = name ? strlen(name) : 0;
     if (!fn || !cel_name_valid(name, len) || registry_find(r, name, len)) return -1;
     if (r->n == r->cap) {
@@ -38,8 +41,18 @@ int celeriac_register(celeriac_registry *r, const char *name, celeriac_task_fn f
     return 0;
 }
 
+int celeriac_register(celeriac_registry *r, const char *name, celeriac_task_fn fn, void *data) {
+    if (!r || (name && strncmp(name, BUILTIN_PREFIX, strlen(BUILTIN_PREFIX)) == 0)) return -1;
+    return registry_add(r, name, fn, data);
+}
+
+int registry_add_builtin(celeriac_registry *r, const char *name, celeriac_task_fn fn) {
+    return registry_add(r, name, fn, NULL);
+}
+
 bool registry_load_plugin(celeriac_registry *r, const char *path, char *why, size_t cap) {
-    /* RTLD_NOW: a plugin with a missing symbol fails here, not in the middle of a task. */
+    /* RTLD_NOW: a plugin with a missing symbol fails here, not in the middle of a task. The
+     * handle is never closed: handlers stay referenced until the process exits. */
     void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!so) {
         snprintf(why, cap, "%s", dlerror());
@@ -48,14 +61,17 @@ bool registry_load_plugin(celeriac_registry *r, const char *path, char *why, siz
     celeriac_plugin_init_fn init =
         (celeriac_plugin_init_fn)(uintptr_t)dlsym(so, CELERIAC_PLUGIN_INIT);
     if (!init) {
-        snprintf(why, cap, "%s does not export %s", path, CELERIAC_PLUGIN_INIT);
+        snprintf(why, cap, "%s does not export %s()", path, CELERIAC_PLUGIN_INIT);
         return false;
     }
     size_t before = r->n;
-    if (init(r) != 0) {
-        snprintf(why, cap, "%s: %s failed", path, CELERIAC_PLUGIN_INIT);
+    int rc = init(r);
+    if (rc != 0) {
+        r->n = before; /* all or nothing: a half-registered plugin is not loaded */
+        snprintf(why, cap, "%s: %s() returned %d (a task name invalid or already taken?)", path,
+                 CELERIAC_PLUGIN_INIT, rc);
         return false;
     }
-    log_info("plugin %s registered %zu tasks", path, r->n - before);
+    log_info("plugin %s: %zu tasks registered", path, r->n - before);
     return true;
 }

@@ -1,16 +1,17 @@
-/* The runner: the loop a pool child (or thread) runs. It reads one task frame at a time from
- * its socketpair end, runs the handler, and writes back an ack or fail frame. The parent may
- * write an abort frame while a task runs; the task sees it through celeriac_task_cancelled. */
+/* The runner: the loop a pool slot (child process or thread) runs, and the task context that
+ * implements celeriac/task.h. It reads one task frame at a time from its end of a socketpair,
+ * runs the handler and writes back an ack or fail frame. While a task runs, the only thing the
+ * pool writes to it is an abort frame; the task sees it through celeriac_task_cancelled. */
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "json.h"
 #include "clock.h"
+#include "json.h"
 #include "worker.h"
 
 struct celeriac_task_ctx {
@@ -18,13 +19,30 @@ struct celeriac_task_ctx {
     char id[CEL_ID_MAX + 1], name[CEL_NAME_MAX + 1], queue[CEL_NAME_MAX + 1];
     unsigned attempt;
     const msgpack_object *args;
-    cel_buf result;
+    msgpack_object nil; /* args of a task enqueued without any */
+    cel_buf result;     /* reused from task to task */
     bool has_result;
     char error[1024];
     long long soft_deadline_ms; /* 0: none */
     bool cancelled;
+    int progress; /* last logged percentage, -1: none yet */
     int fd;
 };
+
+static volatile sig_atomic_t log_reopen_wanted;
+
+void runner_on_sighup(int sig) {
+    (void)sig;
+    log_reopen_wanted = 1;
+}
+
+static void reopen_log_if_asked(void) {
+    if (!log_reopen_wanted) return;
+    log_reopen_wanted = 0;
+    cel_log_reopen();
+}
+
+/* ---- the task ABI ------------------------------------------------------------------------ */
 
 const char *celeriac_task_id(const celeriac_task_ctx *c) {
     return c->id;
@@ -46,7 +64,8 @@ void *celeriac_task_data(const celeriac_task_ctx *c) {
 }
 
 int celeriac_task_result(celeriac_task_ctx *c, const void *msgpack, size_t len) {
-    if (cel_mp_check(msgpack, len, CEL_DEFAULT_MAX_DEPTH, NULL) != CEL_OK) return -1;
+    /* Checked here so that a bad result fails this task, not the frame that carries it. */
+    if (!msgpack || cel_mp_check(msgpack, len, CEL_DEFAULT_MAX_DEPTH, NULL) != CEL_OK) return -1;
     cel_buf_reset(&c->result);
     c->has_result = cel_buf_append(&c->result, msgpack, len);
     return c->has_result ? 0 : -1;
@@ -54,7 +73,7 @@ int celeriac_task_result(celeriac_task_ctx *c, const void *msgpack, size_t len) 
 
 int celeriac_task_result_json(celeriac_task_ctx *c, const char *text) {
     json_error_t jerr;
-    json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+    json_t *j = text ? json_loads(text, JSON_DECODE_ANY, &jerr) : NULL;
     if (!j) return -1;
     cel_buf_reset(&c->result);
     c->has_result = cel_json_to_msgpack(j, &c->result);
@@ -69,11 +88,14 @@ void celeriac_task_error(celeriac_task_ctx *c, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* Reads exactly n bytes; false at EOF or error. */
+/* Reads exactly n bytes; false at EOF or on an error. */
 static bool read_full(int fd, void *p, size_t n) {
     while (n) {
         ssize_t r = read(fd, p, n);
-        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EINTR) {
+            reopen_log_if_asked();
+            continue;
+        }
         if (r <= 0) return false;
         p = (char *)p + r, n -= (size_t)r;
     }
@@ -94,14 +116,15 @@ static bool read_frame(int fd, cel_buf *body) {
 
 bool celeriac_task_cancelled(celeriac_task_ctx *c) {
     struct pollfd p = {c->fd, POLLIN, 0};
-    if (!c->cancelled && poll(&p, 1, 0) == 1) {
-        /* The parent only writes to a busy runner to abort its task. */
-        cel_buf b;
-        cel_buf_init(&b);
-        if (read_frame(c->fd, &b)) c->cancelled = true;
-        cel_buf_free(&b);
-    }
-    return c->cancelled;
+    if (c->cancelled || poll(&p, 1, 0) != 1) return c->cancelled;
+    /* An abort frame, or EOF: the pool gave up on this task (or is going away). Either way
+     * nobody waits for its result any more. */
+    cel_buf b;
+    cel_buf_init(&b);
+    (void)read_frame(c->fd, &b);
+    cel_buf_free(&b);
+    c->cancelled = true;
+    return true;
 }
 
 bool celeriac_task_should_stop(celeriac_task_ctx *c) {
@@ -110,7 +133,10 @@ bool celeriac_task_should_stop(celeriac_task_ctx *c) {
 }
 
 void celeriac_task_progress(celeriac_task_ctx *c, unsigned percent) {
-    log_debug("task %s (%s): %u%%", c->id, c->name, percent > 100 ? 100 : percent);
+    int p = percent > 100 ? 100 : (int)percent;
+    if (p == c->progress) return;
+    c->progress = p;
+    log_info("task %s (%s): %d%% done", c->id, c->name, p);
 }
 
 void celeriac_task_log(celeriac_task_ctx *c, const char *fmt, ...) {
@@ -122,6 +148,8 @@ void celeriac_task_log(celeriac_task_ctx *c, const char *fmt, ...) {
     log_info("task %s (%s): %s", c->id, c->name, line);
 }
 
+/* ---- the loop ---------------------------------------------------------------------------- */
+
 static void copy_str(char *dst, size_t cap, cel_str s) {
     snprintf(dst, cap, "%.*s", (int)s.len, s.ptr ? s.ptr : "");
 }
@@ -131,76 +159,93 @@ static int run_one(celeriac_task_ctx *ctx, const celeriac_registry *r, const cel
     copy_str(ctx->name, sizeof ctx->name, t->task);
     copy_str(ctx->queue, sizeof ctx->queue, t->queue);
     ctx->attempt = (unsigned)t->attempt;
-    ctx->args = t->args.obj;
-    ctx->has_result = false, ctx->cancelled = false, ctx->error[0] = 0;
+    ctx->nil.type = MSGPACK_OBJECT_NIL;
+    ctx->args = t->args.obj ? t->args.obj : &ctx->nil;
+    ctx->has_result = false, ctx->cancelled = false, ctx->error[0] = 0, ctx->progress = -1;
     ctx->soft_deadline_ms = t->soft_ms ? cel_now_ms() + (long long)t->soft_ms : 0;
     ctx->handler = registry_find(r, t->task.ptr, t->task.len);
     if (!ctx->handler) {
-        celeriac_task_error(ctx, "unknown task '%s' (no handler registered on this worker)",
+        celeriac_task_error(ctx, "unknown task '%s': no handler registered on this worker",
                             ctx->name);
         return CELERIAC_TASK_FATAL;
     }
     int rc = ctx->handler->fn(ctx);
-    if (rc != CELERIAC_TASK_OK && !ctx->error[0]) celeriac_task_error(ctx, "task returned %d", rc);
+    if (rc != CELERIAC_TASK_OK && rc != CELERIAC_TASK_ERROR && rc != CELERIAC_TASK_FATAL) {
+        celeriac_task_error(ctx, "handler returned %d, not a CELERIAC_TASK_* code", rc);
+        rc = CELERIAC_TASK_FATAL;
+    }
+    if (rc != CELERIAC_TASK_OK && !ctx->error[0]) celeriac_task_error(ctx, "task failed");
     return rc;
 }
 
-static void write_outcome(int fd, celeriac_task_ctx *ctx, const cel_msg *t, int rc) {
+static const char *fail_reason(const celeriac_task_ctx *ctx) {
+    if (ctx->cancelled) return "cancelled";
+    if (ctx->soft_deadline_ms && cel_now_ms() >= ctx->soft_deadline_ms) return "timeout";
+    return "error";
+}
+
+static void set_failure(cel_msg *o, const char *error, bool retry, const char *reason) {
+    o->op = CEL_OP_FAIL;
+    o->present &= ~(1ull << CEL_F_RESULT);
+    o->result = (cel_raw){0};
+    o->error = cel_str_c(error);
+    if (!cel_utf8_valid(o->error.ptr, o->error.len)) o->error = cel_str_c("(error not UTF-8)");
+    o->retry = retry, o->reason = cel_str_c(reason);
+    cel_msg_set(o, CEL_F_ERROR), cel_msg_set(o, CEL_F_RETRY), cel_msg_set(o, CEL_F_REASON);
+}
+
+static void write_all(int fd, const uint8_t *p, size_t n) {
+    while (n) {
+        /* MSG_NOSIGNAL: a pool that abandoned this runner must not kill the process. */
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        p += w, n -= (size_t)w;
+    }
+}
+
+static void write_outcome(int fd, cel_buf *out, celeriac_task_ctx *ctx, const cel_msg *t, int rc) {
     cel_msg o;
     memset(&o, 0, sizeof o);
-    o.op = rc == CELERIAC_TASK_OK ? CEL_OP_ACK : CEL_OP_FAIL;
+    o.op = CEL_OP_ACK;
     o.id = t->id, o.token = t->token;
-    o.present = 1u << CEL_F_SEQ | 1u << CEL_F_ID | 1u << CEL_F_TOKEN;
+    cel_msg_set(&o, CEL_F_SEQ), cel_msg_set(&o, CEL_F_ID), cel_msg_set(&o, CEL_F_TOKEN);
     if (rc == CELERIAC_TASK_OK && ctx->has_result) {
         o.result.bytes = ctx->result.data, o.result.len = (uint32_t)ctx->result.len;
         cel_msg_set(&o, CEL_F_RESULT);
     }
-    if (rc != CELERIAC_TASK_OK) {
-        o.error = cel_str_c(ctx->error);
-        if (!cel_utf8_valid(o.error.ptr, o.error.len))
-            o.error = cel_str_c("(error text not UTF-8)");
-        o.retry = rc == CELERIAC_TASK_ERROR && !ctx->cancelled;
-        o.reason = cel_str_c(ctx->cancelled ? "cancelled" : "error");
-        cel_msg_set(&o, CEL_F_ERROR), cel_msg_set(&o, CEL_F_RETRY), cel_msg_set(&o, CEL_F_REASON);
-    }
-    cel_buf b;
-    cel_buf_init(&b);
+    if (rc != CELERIAC_TASK_OK)
+        set_failure(&o, ctx->error, rc == CELERIAC_TASK_ERROR && !ctx->cancelled, fail_reason(ctx));
     cel_error err;
-    if (cel_msg_encode(&b, &o, UINT32_MAX, &err) != CEL_OK) {
-        /* e.g. a result too large: report it as the task's failure instead. */
-        cel_buf_reset(&b);
-        o.op = CEL_OP_FAIL, o.present &= ~(1ull << CEL_F_RESULT);
-        o.error = cel_str_c(err.msg), o.retry = false, o.reason = cel_str_c("error");
-        cel_msg_set(&o, CEL_F_ERROR), cel_msg_set(&o, CEL_F_RETRY), cel_msg_set(&o, CEL_F_REASON);
-        cel_msg_encode(&b, &o, UINT32_MAX, NULL);
+    cel_buf_reset(out);
+    if (cel_msg_encode(out, &o, UINT32_MAX, &err) != CEL_OK) {
+        cel_buf_reset(out);
+        set_failure(&o, err.msg, false, "error");
+        cel_msg_encode(out, &o, UINT32_MAX, NULL);
     }
-    for (size_t off = 0; off < b.len;) {
-        ssize_t w = write(fd, b.data + off, b.len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
-    cel_buf_free(&b);
+    write_all(fd, out->data, out->len);
 }
 
 void runner_loop(int fd, const celeriac_registry *r) {
     celeriac_task_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.fd = fd;
-    cel_buf frame;
-    cel_buf_init(&frame);
+    cel_buf frame, out;
+    cel_buf_init(&frame), cel_buf_init(&out), cel_buf_init(&ctx.result);
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
-    while (read_frame(fd, &frame)) {
+    for (;;) {
+        reopen_log_if_asked();
+        if (!read_frame(fd, &frame)) break;
         cel_msg t;
         msgpack_zone_clear(&zone);
-        if (cel_msg_decode(frame.data, frame.len, &zone, 0, &t, NULL) != CEL_OK ||
+        /* Anything but a task is a late abort for a task already finished. */
+        if (cel_msg_decode(frame.data, frame.len, &zone, CEL_HARD_MAX_DEPTH, &t, NULL) != CEL_OK ||
             t.op != CEL_OP_TASK)
-            continue; /* a late abort for a task already finished */
+            continue;
         int rc = run_one(&ctx, r, &t);
-        write_outcome(fd, &ctx, &t, rc);
+        write_outcome(fd, &out, &ctx, &t, rc);
     }
-    cel_buf_free(&frame);
-    cel_buf_free(&ctx.result);
+    cel_buf_free(&frame), cel_buf_free(&out), cel_buf_free(&ctx.result);
     msgpack_zone_destroy(&zone);
 }

@@ -1,340 +1,308 @@
-/* celeriac-worker end to end: real redis-server, celeriacd and worker processes. */
-#include <signal.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-
-#include "harness.h"
-#include "tclient.h"
-
-typedef struct env {
-    th_redis redis;
-    th_proc broker, worker;
-} env;
-
-static char *broker_flags[] = {"--lease-ms", "600", "--reaper-ms", "50", "--poll-ms", "50", NULL};
-
-static bool env_start(env *e, char *const worker_flags[]) {
-    if (!th_redis_start(&e->redis, NULL)) return false;
-    if (!th_broker_start(&e->broker, &e->redis, broker_flags)) return false;
-    return th_worker_start(&e->worker, e->broker.port, worker_flags);
-}
-
-static void env_stop(env *e) {
-    if (e->worker.pid) {
-        int st = th_proc_stop(&e->worker, SIGTERM);
-        CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
-    th_proc_stop(&e->broker, SIGTERM);
-    th_redis_stop(&e->redis);
-}
-
-/* Enqueues task with JSON-ish args given as packed msgpack bytes. */
-static void enqueue(tc *p, const char *id, const char *task, const uint8_t *args, size_t len,
-                    uint64_t hard_ms) {
-    cel_msg m;
-    tc_msg(&m, CEL_OP_ENQUEUE);
-    m.queue = cel_str_c("default"), m.task = cel_str_c(task), m.id = cel_str_c(id);
-    cel_msg_set(&m, CEL_F_QUEUE), cel_msg_set(&m, CEL_F_TASK), cel_msg_set(&m, CEL_F_ID);
-    if (args) m.args.bytes = args, m.args.len = (uint32_t)len, cel_msg_set(&m, CEL_F_ARGS);
-    if (hard_ms) m.hard_ms = hard_ms, cel_msg_set(&m, CEL_F_HARD_MS);
-    const cel_msg *r = tc_reply(p, tc_send(p, &m), 5000);
-    CU_ASSERT(r && r->op == CEL_OP_OK);
-}
-
-static const cel_msg *finish(tc *p, const char *id) {
-    const cel_msg *r = tc_wait(p, id, 15000);
-    CU_ASSERT_FATAL(r != NULL);
-    if (r->op != CEL_OP_TASK_INFO)
-        fprintf(stderr, "\n%s: %s %s\n", id, tc_s(r->code), tc_s(r->msg));
-    CU_ASSERT_EQUAL_FATAL(r->op, CEL_OP_TASK_INFO);
-    return r;
-}
+/* celeriac-worker end to end, what it does when all goes well: built-in, plugin, example and
+ * embedded tasks; limits from the task and from flags; cancel of a running task; its flags and
+ * its log. Real redis-server, celeriacd and worker processes (see worker_env.h). */
+#include "worker_env.h"
 
 static void test_builtin_tasks_end_to_end(void) {
     env e;
     char *flags[] = {"--concurrency", "2", NULL};
-    CU_ASSERT_FATAL(env_start(&e, flags));
-    tc p;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    const uint8_t echo_args[] = {0x92, 0x01, 0xa2, 'h', 'i'};
-    const uint8_t sleep_args[] = {0x91, 0xcb, 0x3f, 0xb9, 0x99,
-                                  0x99, 0x99, 0x99, 0x99, 0x9a}; /* [0.1] */
-    const uint8_t long_sleep[] = {0x91, 0x0a};                   /* [10] */
-    enqueue(&p, "noop", "celeriac.noop", NULL, 0, 0);
-    enqueue(&p, "echo", "celeriac.echo", echo_args, sizeof echo_args, 0);
-    enqueue(&p, "sleep", "celeriac.sleep", sleep_args, sizeof sleep_args, 0);
-    enqueue(&p, "fail", "celeriac.fail", NULL, 0, 0);
-    enqueue(&p, "crash", "celeriac.crash", NULL, 0, 0);
-    enqueue(&p, "runaway", "celeriac.sleep", long_sleep, sizeof long_sleep, 300);
-    enqueue(&p, "unknown", "no.such.task", NULL, 0, 0);
-    CU_ASSERT_STRING_EQUAL(tc_s(finish(&p, "noop")->state), "succeeded");
-    const cel_msg *r = finish(&p, "echo");
+    CU_ASSERT_FATAL(env_start(&e, NULL, flags));
+    const uint8_t echo_args[] = {0x92, 0x01, 0xa2, 'h', 'i'}; /* [1, "hi"] */
+    enqueue(&e.p, "noop", "celeriac.noop", NULL, 0);
+    enqueue(&e.p, "echo", "celeriac.echo", echo_args, sizeof echo_args);
+    enqueue(&e.p, "sleep", "celeriac.sleep", ARGS_SLEEP_0_25, sizeof ARGS_SLEEP_0_25);
+    enqueue(&e.p, "sleep-number", "celeriac.sleep", ARGS_SLEEP_2, sizeof ARGS_SLEEP_2);
+    enqueue(&e.p, "fail", "celeriac.fail", NULL, 0);
+    enqueue(&e.p, "crash", "celeriac.crash", NULL, 0);
+    enqueue(&e.p, "unknown", "no.such.task", NULL, 0);
+
+    CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "noop")->state), "succeeded");
+    const cel_msg *r = finish(&e.p, "echo");
     CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
-    CU_ASSERT_FATAL(r->result.obj && r->result.obj->type == MSGPACK_OBJECT_ARRAY);
+    CU_ASSERT_FATAL(r->result.obj && r->result.obj->type == MSGPACK_OBJECT_ARRAY &&
+                    r->result.obj->via.array.size == 2);
     CU_ASSERT_EQUAL(r->result.obj->via.array.ptr[0].via.u64, 1);
-    CU_ASSERT_STRING_EQUAL(tc_s(finish(&p, "sleep")->state), "succeeded");
-    r = finish(&p, "fail");
+    CU_ASSERT_EQUAL(r->result.obj->via.array.ptr[1].via.str.size, 2);
+    r = finish(&e.p, "sleep");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+    CU_ASSERT(r->finished_ms - r->started_ms >= 240);
+    r = finish(&e.p, "sleep-number");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+    CU_ASSERT(r->finished_ms - r->started_ms >= 1990);
+    r = finish(&e.p, "fail");
     CU_ASSERT_STRING_EQUAL(tc_s(r->state), "failed");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->reason), "error");
     CU_ASSERT_STRING_EQUAL(tc_s(r->error), "celeriac.fail always fails (attempt 1)");
-    r = finish(&p, "crash");
+    r = finish(&e.p, "crash");
     CU_ASSERT_STRING_EQUAL(tc_s(r->reason), "worker_lost");
-#ifdef __SANITIZE_ADDRESS__
-    /* ASan catches the SIGSEGV itself, reports it and exits the child with status 1. */
-    CU_ASSERT(strstr(tc_s(r->error), "worker child") != NULL);
-#else
-    CU_ASSERT(strstr(tc_s(r->error), "SIGSEGV") != NULL);
-#endif
-    r = finish(&p, "runaway");
-    CU_ASSERT_STRING_EQUAL(tc_s(r->reason), "timeout");
-    CU_ASSERT(r->finished_ms - r->started_ms < 5000);
-    r = finish(&p, "unknown");
-    CU_ASSERT(strstr(tc_s(r->error), "unknown task 'no.such.task'") != NULL);
-    /* The worker kept serving after a crash and a kill. */
-    enqueue(&p, "after", "celeriac.noop", NULL, 0, 0);
-    CU_ASSERT_STRING_EQUAL(tc_s(finish(&p, "after")->state), "succeeded");
-    tc_close(&p);
+    CU_ASSERT_PTR_NOT_NULL(strstr(tc_s(r->error), "killed by signal 11 (SIGSEGV)"));
+    r = finish(&e.p, "unknown");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "failed");
+    CU_ASSERT_PTR_NOT_NULL(strstr(tc_s(r->error), "unknown task 'no.such.task'"));
+    /* The crash killed one child; the worker kept serving with a new one. */
+    enqueue(&e.p, "after", "celeriac.noop", NULL, 0);
+    CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "after")->state), "succeeded");
     env_stop(&e);
 }
 
-static void test_plugin_tasks_and_thread_pool(void) {
+static void test_plugin_tasks_in_both_pools(void) {
     for (int pool = 0; pool < 2; pool++) {
         env e;
         char *flags[] = {"--plugin", TEST_PLUGIN, "--pool", pool ? "threads" : "prefork", NULL};
-        CU_ASSERT_FATAL(env_start(&e, flags));
-        tc p;
-        CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+        CU_ASSERT_FATAL(env_start(&e, NULL, flags));
         const uint8_t args[] = {0x93, 0x01, 0x02, 0x27}; /* [1, 2, 39] */
-        enqueue(&p, "add", "test.add", args, sizeof args, 0);
-        const cel_msg *r = finish(&p, "add");
+        enqueue(&e.p, "add", "test.add", args, sizeof args);
+        enqueue(&e.p, "echo", "celeriac.echo", args, sizeof args);
+        const cel_msg *r = finish(&e.p, "add");
         CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
         CU_ASSERT_FATAL(r->result.obj != NULL);
         CU_ASSERT_EQUAL(r->result.obj->via.u64, 42);
-        tc_close(&p);
+        CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "echo")->state), "succeeded");
         env_stop(&e);
     }
 }
 
-static void test_long_task_with_short_lease_is_not_redelivered(void) {
+static const msgpack_object *map_get(const msgpack_object *m, const char *key) {
+    for (uint32_t i = 0; m && m->type == MSGPACK_OBJECT_MAP && i < m->via.map.size; i++) {
+        const msgpack_object *k = &m->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key) &&
+            !memcmp(k->via.str.ptr, key, k->via.str.size))
+            return &m->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+/* {"path": path} packed into buf; returns its length. */
+static size_t path_args(uint8_t *buf, size_t cap, const char *path) {
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "path", 4);
+    msgpack_pack_str_with_body(&pk, path, strlen(path));
+    size_t n = sb.size <= cap ? sb.size : 0;
+    memcpy(buf, sb.data, n);
+    msgpack_sbuffer_destroy(&sb);
+    return n;
+}
+
+/* The example plugin (examples/wordcount.c), loaded the way its comment says. */
+static void test_example_wordcount_plugin(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, NULL));
-    th_proc w2;
-    CU_ASSERT_FATAL(th_worker_start(&w2, e.broker.port, NULL));
-    tc p;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    const uint8_t two_s[] = {0x91, 0x02}; /* 2 s against a 600 ms lease */
-    enqueue(&p, "long", "celeriac.sleep", two_s, sizeof two_s, 0);
-    const cel_msg *r = finish(&p, "long");
+    char *flags[] = {"--plugin", WORDCOUNT_PLUGIN, NULL};
+    CU_ASSERT_FATAL(env_start(&e, NULL, flags));
+    char path[300];
+    snprintf(path, sizeof path, "%s/words.txt", e.redis.dir);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("one two\n  three\tfour five\n\nsix", f);
+    fclose(f);
+    uint8_t args[400];
+    enqueue(&e.p, "wc", "wc.count", args, path_args(args, sizeof args, path));
+    enqueue(&e.p, "wc-missing", "wc.count", args,
+            path_args(args, sizeof args, "/nonexistent/words.txt"));
+    const cel_msg *r = finish(&e.p, "wc");
     CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
-    CU_ASSERT_EQUAL(r->attempt, 1);
-    tc_close(&p);
-    th_proc_stop(&w2, SIGTERM);
-    env_stop(&e);
-}
-
-static void test_killed_worker_task_runs_again_elsewhere(void) {
-    env e;
-    CU_ASSERT_FATAL(env_start(&e, NULL));
-    tc p;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    const uint8_t one_s[] = {0x91, 0x01};
-    enqueue(&p, "victim", "celeriac.sleep", one_s, sizeof one_s, 0);
-    th_sleep_ms(300);
-    th_proc_stop(&e.worker, SIGKILL); /* parent and its children's broker link die at once */
-    CU_ASSERT_FATAL(th_worker_start(&e.worker, e.broker.port, NULL));
-    const cel_msg *r = finish(&p, "victim");
-    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
-    CU_ASSERT_EQUAL(r->attempt, 2);
-    tc_close(&p);
-    env_stop(&e);
-}
-
-static void test_sigterm_drain_loses_nothing(void) {
-    env e;
-    char *flags[] = {"--concurrency", "2", "--prefetch", "4", NULL};
-    CU_ASSERT_FATAL(env_start(&e, flags));
-    tc p;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    const uint8_t quarter[] = {0x91, 0xcb, 0x3f, 0xd0, 0, 0, 0, 0, 0, 0}; /* [0.25] */
-    char ids[8][16];
-    for (int i = 0; i < 8; i++) {
-        snprintf(ids[i], sizeof ids[i], "d%d", i);
-        enqueue(&p, ids[i], "celeriac.sleep", quarter, sizeof quarter, 0);
-    }
-    th_sleep_ms(100);
-    int st = th_proc_stop(&e.worker, SIGTERM);
-    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    CU_ASSERT_FATAL(th_worker_start(&e.worker, e.broker.port, flags));
-    int done = 0;
-    for (int i = 0; i < 8; i++) done += !strcmp(tc_s(finish(&p, ids[i])->state), "succeeded");
-    CU_ASSERT_EQUAL(done, 8);
-    tc_close(&p);
-    env_stop(&e);
-}
-
-static void test_results_arrive_across_a_broker_restart(void) {
-    env e;
-    char *slow_lease[] = {"--lease-ms", "30000", "--reaper-ms", "50", NULL};
-    CU_ASSERT_FATAL(th_redis_start(&e.redis, NULL));
-    CU_ASSERT_FATAL(th_broker_start(&e.broker, &e.redis, slow_lease));
-    CU_ASSERT_FATAL(th_worker_start(&e.worker, e.broker.port, NULL));
-    tc p;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    const uint8_t one_s[] = {0x91, 0x01};
-    enqueue(&p, "through", "celeriac.sleep", one_s, sizeof one_s, 0);
-    tc_close(&p);
-    th_sleep_ms(300);
-    th_proc_stop(&e.broker, SIGKILL);
-    th_sleep_ms(200);
-    CU_ASSERT_FATAL(th_broker_restart(&e.broker, &e.redis, slow_lease));
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    const cel_msg *r = finish(&p, "through");
-    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
-    CU_ASSERT_EQUAL(r->attempt, 1); /* the worker's resent ack was accepted, no rerun */
-    tc_close(&p);
-    env_stop(&e);
-}
-
-static void test_poison_task_goes_dead_while_others_flow(void) {
-    env e;
-    char *flags[] = {"--concurrency", "2", NULL};
-    CU_ASSERT_FATAL(env_start(&e, flags));
-    tc p;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    cel_msg m;
-    tc_msg(&m, CEL_OP_ENQUEUE);
-    m.queue = cel_str_c("default"), m.task = cel_str_c("celeriac.crash"), m.id = cel_str_c("pill");
-    m.max_retries = 50;
-    m.present = 1u << CEL_F_QUEUE | 1u << CEL_F_TASK | 1u << CEL_F_ID | 1u << CEL_F_MAX_RETRIES;
-    CU_ASSERT(tc_reply(&p, tc_send(&p, &m), 5000) != NULL);
-    char ids[40][16];
-    for (int i = 0; i < 40; i++) {
-        snprintf(ids[i], sizeof ids[i], "ok-%d", i);
-        enqueue(&p, ids[i], "celeriac.noop", NULL, 0, 0);
-    }
-    const cel_msg *r = finish(&p, "pill");
-    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "dead");
-    CU_ASSERT_STRING_EQUAL(tc_s(r->reason), "worker_lost");
-    CU_ASSERT_EQUAL(r->attempt, 3); /* three deliveries killed a child, then no more */
-    int ok = 0;
-    for (int i = 0; i < 40; i++) ok += !strcmp(tc_s(finish(&p, ids[i])->state), "succeeded");
-    CU_ASSERT_EQUAL(ok, 40);
-    tc_close(&p);
-    env_stop(&e);
-}
-
-static void test_ten_thousand_delayed_tasks_due_at_once_run_exactly_once(void) {
-    env e;
-    char *flags[] = {"--concurrency", "2", "--prefetch", "64", NULL};
-    CU_ASSERT_FATAL(env_start(&e, flags));
-    th_proc w2;
-    CU_ASSERT_FATAL(th_worker_start(&w2, e.broker.port, flags));
-    tc p;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    enum { N = 10000 };
-    for (int i = 0; i < N; i++) {
-        cel_msg m;
-        tc_msg(&m, CEL_OP_ENQUEUE);
-        char id[16];
-        snprintf(id, sizeof id, "late-%d", i);
-        m.queue = cel_str_c("default"), m.task = cel_str_c("celeriac.noop"), m.id = cel_str_c(id);
-        m.delay_ms = 1000;
-        m.present = 1u << CEL_F_QUEUE | 1u << CEL_F_TASK | 1u << CEL_F_ID | 1u << CEL_F_DELAY_MS;
-        tc_send(&p, &m);
-    }
-    int scheduled = 0;
-    for (int i = 0; i < N; i++) {
-        const cel_msg *r = tc_recv(&p, 10000);
-        scheduled += r && r->op == CEL_OP_OK && !strcmp(tc_s(r->state), "scheduled");
-    }
-    CU_ASSERT_EQUAL_FATAL(scheduled, N);
-    redisContext *rc = th_redis_connect(&e.redis);
-    long long deadline = th_now_ms() + 60000;
-    long long left = N;
-    while (left > 0 && th_now_ms() < deadline) {
-        th_sleep_ms(200);
-        redisReply *rep =
-            redisCommand(rc, "EVAL %s 0",
-                         "local n = 0 for _, k in ipairs({'ready','delayed','leased'}) do n = n + "
-                         "redis.call('ZCARD', 'cel:{default}:' .. k) end return n");
-        left = rep ? rep->integer : -1;
-        freeReplyObject(rep);
-    }
-    CU_ASSERT_EQUAL(left, 0);
-    /* Every task succeeded on its first and only delivery. */
-    int once = 0;
-    for (int i = 0; i < N; i++) redisAppendCommand(rc, "HMGET cel:{default}:t:late-%d st at", i);
-    for (int i = 0; i < N; i++) {
-        redisReply *rep = NULL;
-        redisGetReply(rc, (void **)&rep);
-        once += rep && rep->elements == 2 && rep->element[0]->str &&
-                !strcmp(rep->element[0]->str, "succeeded") && !strcmp(rep->element[1]->str, "1");
-        freeReplyObject(rep);
-    }
-    CU_ASSERT_EQUAL(once, N);
-    redisFree(rc);
-    tc_close(&p);
-    th_proc_stop(&w2, SIGTERM);
-    env_stop(&e);
-}
-
-static void test_soft_limit_tells_the_task_to_stop(void) {
-    env e;
-    CU_ASSERT_FATAL(env_start(&e, NULL));
-    tc p;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    cel_msg m;
-    tc_msg(&m, CEL_OP_ENQUEUE);
-    const uint8_t ten_s[] = {0x91, 0x0a};
-    m.queue = cel_str_c("default"), m.task = cel_str_c("celeriac.sleep"), m.id = cel_str_c("soft");
-    m.args.bytes = ten_s, m.args.len = sizeof ten_s, m.soft_ms = 200;
-    m.present = 1u << CEL_F_QUEUE | 1u << CEL_F_TASK | 1u << CEL_F_ID | 1u << CEL_F_ARGS |
-                1u << CEL_F_SOFT_MS;
-    CU_ASSERT(tc_reply(&p, tc_send(&p, &m), 5000) != NULL);
-    const cel_msg *r = finish(&p, "soft");
+    const msgpack_object *lines = map_get(r->result.obj, "lines"),
+                         *words = map_get(r->result.obj, "words"),
+                         *bytes = map_get(r->result.obj, "bytes");
+    CU_ASSERT_FATAL(lines && words && bytes);
+    CU_ASSERT_EQUAL(lines->via.u64, 3);
+    CU_ASSERT_EQUAL(words->via.u64, 6);
+    CU_ASSERT_EQUAL(bytes->via.u64, 30);
+    r = finish(&e.p, "wc-missing");
     CU_ASSERT_STRING_EQUAL(tc_s(r->state), "failed");
-    CU_ASSERT_STRING_EQUAL(tc_s(r->error), "soft time limit");
-    CU_ASSERT(r->finished_ms - r->started_ms < 3000); /* it stopped itself, long before 10 s */
-    tc_close(&p);
+    CU_ASSERT_PTR_NOT_NULL(strstr(tc_s(r->error), "No such file or directory"));
     env_stop(&e);
 }
 
-static void test_worker_fails_over_to_the_next_broker(void) {
+/* A program linking libceleriac-worker.so with its own task, loading a plugin as well. */
+static void test_embedded_worker_runs_its_own_tasks(void) {
     env e;
+    CU_ASSERT_FATAL(env_start(&e, NULL, (void *)-1));
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", e.broker.port);
+    snprintf(e.worker.log, sizeof e.worker.log, "%s/embedded.log", e.redis.dir);
+    char *argv[] = {EMBEDDED_WORKER, "--broker",    addr,    "--plugin",
+                    TEST_PLUGIN,     "--log-level", "debug", NULL};
+    e.worker.pid = th_spawn(argv, e.worker.log);
+    CU_ASSERT_FATAL(e.worker.pid > 0);
+    const uint8_t args[] = {0x92, 0x14, 0x16}; /* [20, 22] */
+    enqueue(&e.p, "hi", "embedded.hello", NULL, 0);
+    enqueue(&e.p, "add", "test.add", args, sizeof args);
+    enqueue(&e.p, "noop", "celeriac.noop", NULL, 0);
+    const cel_msg *r = finish(&e.p, "hi");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+    CU_ASSERT_FATAL(r->result.obj && r->result.obj->type == MSGPACK_OBJECT_STR);
+    CU_ASSERT_EQUAL(r->result.obj->via.str.size, strlen("hello from hi"));
+    r = finish(&e.p, "add");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+    CU_ASSERT_EQUAL(r->result.obj->via.u64, 42);
+    CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "noop")->state), "succeeded");
+    env_stop(&e);
+}
+
+/* Limits: the task's own soft_ms/hard_ms, and the flags' defaults for tasks without them. */
+static void test_time_limits_from_task_and_flags(void) {
+    env e;
+    char *flags[] = {"--concurrency", "2",        "--soft-limit-ms", "150", "--hard-limit-ms",
+                     "400",           "--plugin", TEST_PLUGIN,       NULL};
+    CU_ASSERT_FATAL(env_start(&e, NULL, flags));
+    enqueue_limits(&e.p, "soft", "celeriac.sleep", ARGS_SLEEP_10, sizeof ARGS_SLEEP_10, 0, 0);
+    enqueue_limits(&e.p, "own-soft", "celeriac.sleep", ARGS_SLEEP_10, sizeof ARGS_SLEEP_10, 600,
+                   5000);
+    enqueue_limits(&e.p, "hard", "test.spin", NULL, 0, 0, 0);
+    enqueue_limits(&e.p, "own-hard", "test.spin", NULL, 0, 0, 800);
+    const cel_msg *r = finish(&e.p, "soft");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "failed");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->reason), "timeout");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->error), "soft time limit");
+    CU_ASSERT(r->finished_ms - r->started_ms < 1500);
+    r = finish(&e.p, "own-soft");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->error), "soft time limit");
+    CU_ASSERT(r->finished_ms - r->started_ms >= 590 && r->finished_ms - r->started_ms < 2500);
+    r = finish(&e.p, "hard");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->reason), "timeout");
+    CU_ASSERT_PTR_NOT_NULL(strstr(tc_s(r->error), "hard time limit of 400 ms exceeded"));
+    r = finish(&e.p, "own-hard");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->reason), "timeout");
+    CU_ASSERT_PTR_NOT_NULL(strstr(tc_s(r->error), "hard time limit of 800 ms exceeded"));
+    CU_ASSERT(r->finished_ms - r->started_ms >= 790);
+    env_stop(&e);
+}
+
+static bool cancel(tc *p, const char *id) {
+    cel_msg m;
+    tc_msg(&m, CEL_OP_CANCEL);
+    m.id = cel_str_c(id);
+    cel_msg_set(&m, CEL_F_ID);
+    const cel_msg *r = tc_reply(p, tc_send(p, &m), 5000);
+    return r && r->op == CEL_OP_OK && !strcmp(tc_s(r->state), "cancelled");
+}
+
+/* Cancel of a running task: a cooperative one stops at once; one that ignores the cancel is
+ * killed after --abort-grace-ms. Either way its slot serves the next task. */
+static void test_cancel_of_running_tasks(void) {
+    env e;
+    char *flags[] = {"--concurrency",    "1",   "--prefetch", "0", "--plugin", TEST_PLUGIN,
+                     "--abort-grace-ms", "300", NULL};
+    CU_ASSERT_FATAL(env_start(&e, NULL, flags));
+    enqueue(&e.p, "polite", "celeriac.sleep", ARGS_SLEEP_10, sizeof ARGS_SLEEP_10);
+    CU_ASSERT_FATAL(wait_state(&e.p, "polite", "active", 5000));
+    CU_ASSERT(cancel(&e.p, "polite"));
+    long long t0 = th_now_ms();
+    enqueue(&e.p, "next", "celeriac.noop", NULL, 0);
+    CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "next")->state), "succeeded");
+    CU_ASSERT(th_now_ms() - t0 < 1000);
+
+    enqueue(&e.p, "deaf", "test.spin", NULL, 0);
+    CU_ASSERT_FATAL(wait_state(&e.p, "deaf", "active", 5000));
+    CU_ASSERT(cancel(&e.p, "deaf"));
+    t0 = th_now_ms();
+    enqueue(&e.p, "after-deaf", "celeriac.noop", NULL, 0);
+    CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "after-deaf")->state), "succeeded");
+    long long took = th_now_ms() - t0;
+    CU_ASSERT(took >= 250 && took < 3000);
+    CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "deaf")->state), "cancelled");
+    CU_ASSERT(file_count(e.worker.log, "still running 300 ms after its abort") == 1);
+    CU_ASSERT(file_count(e.worker.log, "warn task deaf: cancelled: child killed by signal 9") == 1);
+    CU_ASSERT(file_count(e.worker.log, "lease lost") == 0); /* cancelled, not lost */
+    env_stop(&e);
+}
+
+/* Runs the worker binary with args; returns its exit status, output in out (a file). */
+static int run_worker_cli(char *const args[], const char *out) {
+    char *argv[16] = {(char *)th_bin("worker/celeriac-worker")};
+    int n = 1;
+    for (int i = 0; args[i] && n < 15; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    unlink(out);
+    pid_t pid = th_spawn(argv, out);
+    return th_stop(pid, 0, 10000); /* signal 0: just wait */
+}
+
+static void test_flags_help_and_start_up_errors(void) {
+    char out[300];
+    snprintf(out, sizeof out, "%s/celeriac-worker-cli-%d.txt",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    char *help[] = {"--help", NULL};
+    int st = run_worker_cli(help, out);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    const char *documented[] = {"--broker",
+                                "--queues",
+                                "--name",
+                                "--plugin",
+                                "--pool",
+                                "--concurrency",
+                                "--prefetch",
+                                "--soft-limit-ms",
+                                "--hard-limit-ms",
+                                "--abort-grace-ms",
+                                "--drain-timeout-ms",
+                                "--heartbeat-ms",
+                                "--log-level",
+                                "--log-file",
+                                "SIGTERM",
+                                "SIGQUIT",
+                                "SIGHUP",
+                                "celeriac.crash"};
+    for (size_t i = 0; i < sizeof documented / sizeof *documented; i++) {
+        CU_ASSERT(file_count(out, documented[i]) > 0);
+        if (!file_count(out, documented[i])) fprintf(stderr, "\n--help lacks %s\n", documented[i]);
+    }
+    char *bad[][3] = {{"--concurrency", "0", NULL},  {"--pool", "fibers", NULL},
+                      {"--queues", "a b", NULL},     {"--broker", "host:99999", NULL},
+                      {"--log-level", "loud", NULL}, {"--no-such-flag", NULL, NULL}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        st = run_worker_cli(bad[i], out);
+        CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    }
+    CU_ASSERT(file_count(out, "see --help") > 0);
+    char *missing[] = {"--plugin", "/nonexistent/libnothing.so", "--broker", "127.0.0.1:1", NULL};
+    st = run_worker_cli(missing, out);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    CU_ASSERT(file_count(out, "cannot load plugin: /nonexistent/libnothing.so") == 1);
+    unlink(out);
+}
+
+/* --log-file: a task's log lines (written in a pool child) land in it; after a rename and SIGHUP
+ * the parent and its children write to a new file. */
+static void test_log_file_and_sighup_reopen(void) {
+    env e;
+    char log[300], rotated[310];
     CU_ASSERT_FATAL(th_redis_start(&e.redis, NULL));
-    th_proc b2;
+    snprintf(log, sizeof log, "%s/worker.log", e.redis.dir);
+    snprintf(rotated, sizeof rotated, "%s.1", log);
+    char *flags[] = {"--plugin", TEST_PLUGIN, "--log-file", log, "--concurrency", "1", NULL};
     CU_ASSERT_FATAL(th_broker_start(&e.broker, &e.redis, broker_flags));
-    CU_ASSERT_FATAL(th_broker_start(&b2, &e.redis, broker_flags));
-    char second[32];
-    snprintf(second, sizeof second, "127.0.0.1:%d", b2.port);
-    char *flags[] = {"--broker", second, NULL};
     CU_ASSERT_FATAL(th_worker_start(&e.worker, e.broker.port, flags));
-    th_sleep_ms(300);
-    th_proc_stop(&e.broker, SIGKILL); /* the worker's first broker dies */
-    tc p;
-    CU_ASSERT_FATAL(tc_connect(&p, b2.port, "producer"));
-    enqueue(&p, "via-second", "celeriac.noop", NULL, 0, 0);
-    CU_ASSERT_STRING_EQUAL(tc_s(finish(&p, "via-second")->state), "succeeded");
-    tc_close(&p);
-    th_proc_stop(&e.worker, SIGTERM);
-    e.worker.pid = 0;
-    th_proc_stop(&b2, SIGTERM);
-    th_redis_stop(&e.redis);
+    CU_ASSERT_FATAL(tc_connect(&e.p, e.broker.port, "producer"));
+    const uint8_t first[] = {0xa5, 'f', 'i', 'r', 's', 't'}, second[] = {0xa3, '2', 'n', 'd'};
+    enqueue(&e.p, "log1", "test.log", first, sizeof first);
+    CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "log1")->state), "succeeded");
+    CU_ASSERT(file_wait(log, "task log1 (test.log): first", 2000));
+    CU_ASSERT(file_count(log, "task log1 (test.log): 100% done") == 1);
+    CU_ASSERT_FATAL(rename(log, rotated) == 0);
+    kill(e.worker.pid, SIGHUP);
+    CU_ASSERT(file_wait(log, "SIGHUP: log reopened", 2000));
+    enqueue(&e.p, "log2", "test.log", second, sizeof second);
+    CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "log2")->state), "succeeded");
+    CU_ASSERT(file_wait(log, "task log2 (test.log): 2nd", 2000));
+    CU_ASSERT(file_count(rotated, "2nd") == 0);
+    env_stop(&e);
 }
 
 int main(void) {
     static const th_test tests[] = {
         {"built-in tasks end to end", test_builtin_tasks_end_to_end},
-        {"plugin tasks, prefork and thread pools", test_plugin_tasks_and_thread_pool},
-        {"long task with a short lease is not redelivered",
-         test_long_task_with_short_lease_is_not_redelivered},
-        {"killed worker's task runs again elsewhere", test_killed_worker_task_runs_again_elsewhere},
-        {"SIGTERM drain loses nothing", test_sigterm_drain_loses_nothing},
-        {"results arrive across a broker restart", test_results_arrive_across_a_broker_restart},
-        {"poison task goes dead while others flow", test_poison_task_goes_dead_while_others_flow},
-        {"soft limit tells the task to stop", test_soft_limit_tells_the_task_to_stop},
-        {"worker fails over to the next broker", test_worker_fails_over_to_the_next_broker},
-        {"10k delayed tasks due at once run exactly once",
-         test_ten_thousand_delayed_tasks_due_at_once_run_exactly_once},
+        {"plugin tasks in both pools", test_plugin_tasks_in_both_pools},
+        {"example word-count plugin", test_example_wordcount_plugin},
+        {"embedded worker runs its own tasks", test_embedded_worker_runs_its_own_tasks},
+        {"time limits from the task and from flags", test_time_limits_from_task_and_flags},
+        {"cancel of running tasks", test_cancel_of_running_tasks},
+        {"flags, --help and start-up errors", test_flags_help_and_start_up_errors},
+        {"log file and SIGHUP reopen", test_log_file_and_sighup_reopen},
         {NULL, NULL}};
     return th_run("worker", tests);
 }

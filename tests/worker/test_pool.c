@@ -1,0 +1,379 @@
+/* The task registry and the two pools on their own: no broker, no Redis. Tasks go to a prefork
+ * or thread pool on a private event loop, exactly as the daemon hands them over, and the
+ * outcomes are checked: results, failures, crashes named by signal, hard and soft limits,
+ * aborts, and that a pool leaves no process behind. */
+#include <errno.h>
+#include <event2/event.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pool.h"
+
+/* ---- the outcome of the last task ---- */
+
+typedef struct got {
+    int n; /* outcomes seen */
+    cel_op op;
+    bool retry;
+    char error[1200], reason[32];
+    uint8_t result[256];
+    size_t result_len;
+} got;
+
+static got last;
+static struct event_base *base;
+static celeriac_registry reg;
+
+static void on_outcome(const cel_msg *m, void *arg) {
+    (void)arg;
+    last.n++;
+    last.op = m->op, last.retry = m->retry;
+    snprintf(last.error, sizeof last.error, "%.*s", (int)m->error.len,
+             m->error.ptr ? m->error.ptr : "");
+    snprintf(last.reason, sizeof last.reason, "%.*s", (int)m->reason.len,
+             m->reason.ptr ? m->reason.ptr : "");
+    last.result_len = 0;
+    if (m->result.obj) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_object(&pk, *m->result.obj);
+        if (sb.size <= sizeof last.result) memcpy(last.result, sb.data, sb.size);
+        last.result_len = sb.size;
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+static void wake(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what, (void)arg;
+}
+
+/* Runs the loop until n outcomes were seen or ms passed; true if they were. */
+static bool loop_until(int n, int ms) {
+    long long end = th_now_ms() + ms;
+    struct event *tick = event_new(base, -1, EV_PERSIST, wake, NULL);
+    struct timeval tv = {0, 5000};
+    event_add(tick, &tv);
+    while (last.n < n && th_now_ms() < end) event_base_loop(base, EVLOOP_ONCE);
+    event_free(tick);
+    return last.n >= n;
+}
+
+static uint64_t next_token = 1;
+
+/* Hands one task to the pool. args: packed msgpack or NULL. */
+static bool submit(cel_pool *p, const char *id, const char *task, const uint8_t *args, size_t len,
+                   uint64_t soft_ms, uint64_t hard_ms) {
+    static const uint8_t nil = 0xc0;
+    cel_msg t;
+    memset(&t, 0, sizeof t);
+    t.op = CEL_OP_TASK;
+    t.id = cel_str_c(id), t.queue = cel_str_c("default"), t.task = cel_str_c(task);
+    t.args.bytes = args ? args : &nil, t.args.len = args ? (uint32_t)len : 1;
+    t.attempt = 1, t.token = next_token++, t.lease_ms = 30000;
+    t.soft_ms = soft_ms, t.hard_ms = hard_ms;
+    t.present = 1u << CEL_F_ID | 1u << CEL_F_QUEUE | 1u << CEL_F_TASK | 1u << CEL_F_ARGS |
+                1u << CEL_F_ATTEMPT | 1u << CEL_F_TOKEN | 1u << CEL_F_LEASE_MS;
+    return pool_run(p, &t);
+}
+
+/* Runs one task to its outcome (within ms). */
+static bool run(cel_pool *p, const char *task, const uint8_t *args, size_t len, uint64_t soft_ms,
+                uint64_t hard_ms, int ms) {
+    int before = last.n;
+    if (!submit(p, "t1", task, args, len, soft_ms, hard_ms)) return false;
+    return loop_until(before + 1, ms);
+}
+
+/* ---- handlers registered by this test program ---- */
+
+static atomic_bool release_spinners;
+static atomic_int spinners; /* in this process: pool threads */
+
+/* Ignores cancels and soft limits: only a hard limit, a kill or the test stops it. */
+static int spin(celeriac_task_ctx *ctx) {
+    (void)ctx;
+    atomic_fetch_add(&spinners, 1);
+    while (!atomic_load(&release_spinners)) {
+    }
+    atomic_fetch_sub(&spinners, 1);
+    return CELERIAC_TASK_OK;
+}
+
+/* Does not look at cancels, finishes 300 ms later and claims success. */
+static int deaf(celeriac_task_ctx *ctx) {
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return celeriac_task_result_json(ctx, "\"done\"") == 0 ? CELERIAC_TASK_OK : CELERIAC_TASK_FATAL;
+}
+
+static int do_abort(celeriac_task_ctx *ctx) {
+    (void)ctx;
+    signal(SIGABRT, SIG_DFL);
+    abort();
+}
+
+static int do_exit(celeriac_task_ctx *ctx) {
+    (void)ctx;
+    _exit(3);
+}
+
+static int bad_code(celeriac_task_ctx *ctx) {
+    (void)ctx;
+    return 7;
+}
+
+static int with_data(celeriac_task_ctx *ctx) {
+    char json[64];
+    snprintf(json, sizeof json, "[\"%s\", \"%s\", %u, \"%s\"]",
+             (const char *)celeriac_task_data(ctx), celeriac_task_queue(ctx),
+             celeriac_task_attempt(ctx), celeriac_task_name(ctx));
+    return celeriac_task_result_json(ctx, json) == 0 ? CELERIAC_TASK_OK : CELERIAC_TASK_FATAL;
+}
+
+static int setup(void) {
+    registry_init(&reg);
+    static char data[] = "data";
+    if (builtin_register(&reg) || celeriac_register(&reg, "t.spin", spin, NULL) ||
+        celeriac_register(&reg, "t.deaf", deaf, NULL) ||
+        celeriac_register(&reg, "t.abort", do_abort, NULL) ||
+        celeriac_register(&reg, "t.exit", do_exit, NULL) ||
+        celeriac_register(&reg, "t.bad_code", bad_code, NULL) ||
+        celeriac_register(&reg, "t.data", with_data, data))
+        return -1;
+    cel_log_open(NULL, CEL_LOG_WARN);
+    base = event_base_new();
+    return base ? 0 : -1;
+}
+
+static const uint8_t echo_args[] = {0x92, 0x01, 0xa2, 'h', 'i'}; /* [1, "hi"] */
+static const uint8_t five_s[] = {0x91, 0x05};                    /* [5] */
+
+/* ---- registry ---- */
+
+static void test_registry_refuses_bad_names_and_reports_plugin_errors(void) {
+    celeriac_registry r;
+    registry_init(&r);
+    CU_ASSERT_EQUAL(celeriac_register(&r, "app.ok", spin, NULL), 0);
+    CU_ASSERT_EQUAL(celeriac_register(&r, "app.ok", spin, NULL), -1);        /* taken */
+    CU_ASSERT_EQUAL(celeriac_register(&r, "app bad", spin, NULL), -1);       /* charset */
+    CU_ASSERT_EQUAL(celeriac_register(&r, "", spin, NULL), -1);              /* empty */
+    CU_ASSERT_EQUAL(celeriac_register(&r, "celeriac.noop", spin, NULL), -1); /* reserved */
+    CU_ASSERT_EQUAL(celeriac_register(&r, "app.null", NULL, NULL), -1);      /* no handler */
+    CU_ASSERT_PTR_NOT_NULL(registry_find(&r, "app.ok", 6));
+    CU_ASSERT_PTR_NULL(registry_find(&r, "app.o", 5));
+    char why[600];
+    CU_ASSERT_FALSE(registry_load_plugin(&r, "/nonexistent/libx.so", why, sizeof why));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "/nonexistent/libx.so"));
+    CU_ASSERT_FALSE(registry_load_plugin(&r, TEST_PLUGIN_NO_INIT, why, sizeof why));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "does not export celeriac_plugin_init"));
+    CU_ASSERT_FALSE(registry_load_plugin(&r, TEST_PLUGIN_FAIL_INIT, why, sizeof why));
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "returned -1"));
+    CU_ASSERT_TRUE(registry_load_plugin(&r, TEST_PLUGIN, why, sizeof why));
+    CU_ASSERT_PTR_NOT_NULL(registry_find(&r, "test.add", 8));
+    /* Loading it twice would register its names twice: refused, nothing replaced. */
+    CU_ASSERT_FALSE(registry_load_plugin(&r, TEST_PLUGIN, why, sizeof why));
+    registry_free(&r);
+}
+
+/* ---- both pools ---- */
+
+static void check_common_outcomes(cel_pool *p) {
+    CU_ASSERT_FATAL(run(p, "celeriac.noop", NULL, 0, 0, 0, 5000));
+    CU_ASSERT_EQUAL(last.op, CEL_OP_ACK);
+    CU_ASSERT_EQUAL(last.result_len, 0);
+
+    CU_ASSERT_FATAL(run(p, "celeriac.echo", echo_args, sizeof echo_args, 0, 0, 5000));
+    CU_ASSERT_EQUAL(last.op, CEL_OP_ACK);
+    CU_ASSERT_EQUAL(last.result_len, sizeof echo_args);
+    CU_ASSERT(memcmp(last.result, echo_args, sizeof echo_args) == 0);
+
+    CU_ASSERT_FATAL(run(p, "celeriac.fail", NULL, 0, 0, 0, 5000));
+    CU_ASSERT_EQUAL(last.op, CEL_OP_FAIL);
+    CU_ASSERT_TRUE(last.retry);
+    CU_ASSERT_STRING_EQUAL(last.reason, "error");
+    CU_ASSERT_STRING_EQUAL(last.error, "celeriac.fail always fails (attempt 1)");
+
+    CU_ASSERT_FATAL(run(p, "no.such.task", NULL, 0, 0, 0, 5000));
+    CU_ASSERT_EQUAL(last.op, CEL_OP_FAIL);
+    CU_ASSERT_FALSE(last.retry);
+    CU_ASSERT_PTR_NOT_NULL(strstr(last.error, "unknown task 'no.such.task'"));
+
+    const uint8_t minus[] = {0xff}; /* -1 seconds */
+    CU_ASSERT_FATAL(run(p, "celeriac.sleep", minus, sizeof minus, 0, 0, 5000));
+    CU_ASSERT_EQUAL(last.op, CEL_OP_FAIL);
+    CU_ASSERT_FALSE(last.retry);
+
+    CU_ASSERT_FATAL(run(p, "t.bad_code", NULL, 0, 0, 0, 5000));
+    CU_ASSERT_EQUAL(last.op, CEL_OP_FAIL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(last.error, "returned 7"));
+
+    CU_ASSERT_FATAL(run(p, "t.data", NULL, 0, 0, 0, 5000));
+    const char want[] = "\x94\xa4"
+                        "data\xa7"
+                        "default\x01\xa6t.data";
+    CU_ASSERT_EQUAL(last.result_len, sizeof want - 1);
+    CU_ASSERT(memcmp(last.result, want, sizeof want - 1) == 0);
+
+    /* Soft limit: celeriac.sleep sees it and stops at once; the failure says why. */
+    long long t0 = th_now_ms();
+    CU_ASSERT_FATAL(run(p, "celeriac.sleep", five_s, sizeof five_s, 100, 0, 5000));
+    CU_ASSERT(th_now_ms() - t0 < 1500);
+    CU_ASSERT_EQUAL(last.op, CEL_OP_FAIL);
+    CU_ASSERT_STRING_EQUAL(last.reason, "timeout");
+    CU_ASSERT_STRING_EQUAL(last.error, "soft time limit");
+}
+
+/* A cooperative task stops when aborted; a deaf one is reported cancelled anyway. */
+static void check_abort(cel_pool *p) {
+    int before = last.n;
+    CU_ASSERT_FATAL(submit(p, "sleepy", "celeriac.sleep", five_s, sizeof five_s, 0, 0));
+    loop_until(before + 1, 100);
+    long long t0 = th_now_ms();
+    CU_ASSERT_TRUE(pool_running(p, cel_str_c("sleepy"), next_token - 1));
+    pool_abort(p, cel_str_c("sleepy"), next_token - 1, 5000);
+    CU_ASSERT_FATAL(loop_until(before + 1, 3000));
+    CU_ASSERT(th_now_ms() - t0 < 1000);
+    CU_ASSERT_EQUAL(last.op, CEL_OP_FAIL);
+    CU_ASSERT_STRING_EQUAL(last.reason, "cancelled");
+    CU_ASSERT_FALSE(last.retry);
+
+    before = last.n;
+    CU_ASSERT_FATAL(submit(p, "deaf", "t.deaf", NULL, 0, 0, 0));
+    loop_until(before + 1, 50);
+    pool_abort(p, cel_str_c("deaf"), next_token - 1, 5000);
+    CU_ASSERT_FATAL(loop_until(before + 1, 3000));
+    CU_ASSERT_EQUAL(last.op, CEL_OP_FAIL);
+    CU_ASSERT_STRING_EQUAL(last.reason, "cancelled");
+    CU_ASSERT_EQUAL(last.result_len, 0);
+}
+
+/* A runaway (ignores everything) is ended at its hard limit; the slot serves again. */
+static void check_hard_limit(cel_pool *p, const char *how) {
+    long long t0 = th_now_ms();
+    CU_ASSERT_FATAL(run(p, "t.spin", NULL, 0, 50, 200, 5000));
+    CU_ASSERT(th_now_ms() - t0 < 2000);
+    CU_ASSERT_EQUAL(last.op, CEL_OP_FAIL);
+    CU_ASSERT_STRING_EQUAL(last.reason, "timeout");
+    CU_ASSERT_TRUE(last.retry);
+    CU_ASSERT_PTR_NOT_NULL(strstr(last.error, "hard time limit of 200 ms exceeded"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(last.error, how));
+    CU_ASSERT_FATAL(run(p, "celeriac.noop", NULL, 0, 0, 0, 5000));
+    CU_ASSERT_EQUAL(last.op, CEL_OP_ACK);
+}
+
+static void test_prefork_pool_outcomes(void) {
+    cel_pool *p = pool_new(base, CEL_POOL_PREFORK, 2, &reg, on_outcome, NULL);
+    CU_ASSERT_FATAL(p != NULL);
+    CU_ASSERT_EQUAL(pool_idle(p), 2);
+    check_common_outcomes(p);
+    check_abort(p);
+    check_hard_limit(p, "child killed by signal 9 (SIGKILL)");
+    CU_ASSERT_EQUAL(pool_idle(p), 2);
+    CU_ASSERT_EQUAL(pool_busy(p), 0);
+    pool_free(p);
+}
+
+static void test_thread_pool_outcomes(void) {
+    atomic_store(&release_spinners, false);
+    cel_pool *p = pool_new(base, CEL_POOL_THREADS, 2, &reg, on_outcome, NULL);
+    CU_ASSERT_FATAL(p != NULL);
+    check_common_outcomes(p);
+    check_abort(p);
+    check_hard_limit(p, "thread abandoned");
+    CU_ASSERT_EQUAL(pool_idle(p), 2);
+    pool_free(p);
+    atomic_store(&release_spinners, true); /* let the abandoned thread return */
+    long long end = th_now_ms() + 2000;
+    while (atomic_load(&spinners) > 0 && th_now_ms() < end) th_sleep_ms(5);
+    CU_ASSERT_EQUAL(atomic_load(&spinners), 0);
+    atomic_store(&release_spinners, false);
+}
+
+static void test_prefork_child_death_fails_the_task_and_is_replaced(void) {
+    cel_pool *p = pool_new(base, CEL_POOL_PREFORK, 1, &reg, on_outcome, NULL);
+    CU_ASSERT_FATAL(p != NULL);
+    pid_t first = p->slots[0].pid;
+    const struct {
+        const char *task, *reason, *error;
+    } deaths[] = {
+        {"celeriac.crash", "worker_lost", "worker child killed by signal 11 (SIGSEGV)"},
+        {"t.abort", "worker_lost", "worker child killed by signal 6 (SIGABRT)"},
+        {"t.exit", "worker_lost", "worker child exited with status 3"},
+    };
+    for (size_t i = 0; i < sizeof deaths / sizeof *deaths; i++) {
+        CU_ASSERT_FATAL(run(p, deaths[i].task, NULL, 0, 0, 0, 5000));
+        CU_ASSERT_EQUAL(last.op, CEL_OP_FAIL);
+        CU_ASSERT_STRING_EQUAL(last.reason, deaths[i].reason);
+        CU_ASSERT_TRUE(last.retry);
+        CU_ASSERT_PTR_NOT_NULL(strstr(last.error, deaths[i].error));
+        if (!strstr(last.error, deaths[i].error)) fprintf(stderr, "\n  got: %s\n", last.error);
+    }
+    CU_ASSERT_NOT_EQUAL(p->slots[0].pid, first);
+    CU_ASSERT_EQUAL(kill(first, 0), -1); /* reaped, not a zombie */
+    CU_ASSERT_FATAL(run(p, "celeriac.echo", echo_args, sizeof echo_args, 0, 0, 5000));
+    CU_ASSERT_EQUAL(last.op, CEL_OP_ACK);
+    pool_free(p);
+}
+
+static void test_prefork_abort_grace_then_kill(void) {
+    cel_pool *p = pool_new(base, CEL_POOL_PREFORK, 1, &reg, on_outcome, NULL);
+    CU_ASSERT_FATAL(p != NULL);
+    int before = last.n;
+    CU_ASSERT_FATAL(submit(p, "runaway", "t.spin", NULL, 0, 0, 0));
+    loop_until(before + 1, 100);
+    long long t0 = th_now_ms();
+    pool_abort(p, cel_str_c("runaway"), next_token - 1, 300);
+    CU_ASSERT_FATAL(loop_until(before + 1, 3000));
+    long long took = th_now_ms() - t0;
+    CU_ASSERT(took >= 250 && took < 2000);
+    CU_ASSERT_STRING_EQUAL(last.reason, "cancelled");
+    CU_ASSERT_FALSE(last.retry);
+    CU_ASSERT_PTR_NOT_NULL(strstr(last.error, "cancelled: child killed by signal 9"));
+    /* An abort naming another delivery (stale token) changes nothing. */
+    before = last.n;
+    CU_ASSERT_FATAL(submit(p, "sleepy", "celeriac.sleep",
+                           (const uint8_t *)"\x91\xcb\x3f\xc9\x99\x99\x99\x99\x99\x9a", 10, 0,
+                           0)); /* [0.2] */
+    pool_abort(p, cel_str_c("sleepy"), next_token + 100, 0);
+    CU_ASSERT_FATAL(loop_until(before + 1, 3000));
+    CU_ASSERT_EQUAL(last.op, CEL_OP_ACK);
+    pool_free(p);
+}
+
+/* Freeing a pool (the daemon stopping) leaves no child behind, busy or idle. */
+static void test_pool_free_leaves_no_children(void) {
+    cel_pool *p = pool_new(base, CEL_POOL_PREFORK, 2, &reg, on_outcome, NULL);
+    CU_ASSERT_FATAL(p != NULL);
+    pid_t pids[2] = {p->slots[0].pid, p->slots[1].pid};
+    CU_ASSERT_FATAL(submit(p, "long", "celeriac.sleep", five_s, sizeof five_s, 0, 0));
+    loop_until(last.n + 1, 100);
+    CU_ASSERT_EQUAL(pool_busy(p), 1);
+    long long t0 = th_now_ms();
+    pool_free(p);
+    CU_ASSERT(th_now_ms() - t0 < 1000);
+    for (int i = 0; i < 2; i++) CU_ASSERT(kill(pids[i], 0) == -1 && errno == ESRCH);
+}
+
+int main(void) {
+    if (setup() != 0) return 1;
+    static const th_test tests[] = {
+        {"registry refuses bad names and reports plugin errors",
+         test_registry_refuses_bad_names_and_reports_plugin_errors},
+        {"prefork pool: results, failures, soft/hard limits, aborts", test_prefork_pool_outcomes},
+        {"thread pool: the same, runaways abandoned", test_thread_pool_outcomes},
+        {"prefork child death fails the task with its signal and is replaced",
+         test_prefork_child_death_fails_the_task_and_is_replaced},
+        {"prefork abort: grace period, then kill", test_prefork_abort_grace_then_kill},
+        {"pool_free leaves no children", test_pool_free_leaves_no_children},
+        {NULL, NULL}};
+    int rc = th_run("pool", tests);
+    event_base_free(base);
+    registry_free(&reg);
+    return rc;
+}
