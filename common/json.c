@@ -25,6 +25,9 @@ json_t *cel_json_from_msgpack(const msgpack_object *o) {
     case MSGPACK_OBJECT_BOOLEAN:
         return json_boolean(o->via.boolean);
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        /* JSON integers here are signed 64-bit: a larger one keeps its sign and magnitude as a
+         * number with a fraction's precision rather than wrapping to a negative value. */
+        if (o->via.u64 > (uint64_t)INT64_MAX) return json_real((double)o->via.u64);
         return json_integer((json_int_t)o->via.u64);
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
         return json_integer(o->via.i64);

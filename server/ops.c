@@ -378,9 +378,11 @@ static void cancel_done(const redisReply *rep, const cel_error *err, void *arg) 
     const char *st = rep->element[0]->str;
     if (!strcmp(st, "NOT_FOUND")) {
         if (client_alive(q->c)) conn_send_error(q->c, q->seq, CEL_E_NOT_FOUND, "no such task");
-    } else if (strcmp(st, "cancelled") != 0) {
-        if (client_alive(q->c))
-            conn_send_error(q->c, q->seq, CEL_E_STATE, "the task has already ended");
+    } else if (!strcmp(st, "ENDED")) {
+        char why[64];
+        snprintf(why, sizeof why, "the task has already ended (%s)",
+                 rep->elements >= 3 && rep->element[2]->str ? rep->element[2]->str : "?");
+        if (client_alive(q->c)) conn_send_error(q->c, q->seq, CEL_E_STATE, why);
     } else {
         if (rep->elements >= 4 && rep->element[3]->str)
             dispatch_abort(s, rep->element[3]->str, q->id,

@@ -1,6 +1,6 @@
--- cancel(prefix, id) → {state, queue, token, worker}: 'cancelled' (with token and worker when
--- it was running, so the broker can tell that worker), a terminal state name when it had
--- already ended, or 'NOT_FOUND'.
+-- cancel(prefix, id) → {'cancelled', queue, token, worker} (token and worker when it was
+-- running, so the broker can tell that worker), {'ENDED', queue, state} when it had already
+-- ended (a second cancel included), or {'NOT_FOUND'}.
 local id = ARGV[2]
 local q = redis.call('GET', ik(id))
 if not q then return {'NOT_FOUND'} end
@@ -16,7 +16,7 @@ elseif st == 'scheduled' or st == 'retrying' then
 elseif st == 'active' then
   redis.call('ZREM', qk(q, 'leased'), id)
 else
-  return {st, q}
+  return {'ENDED', q, st}
 end
 redis.call('HSET', key, 'rs', 'cancelled')
 finish(q, id, key, 'cancelled', now)

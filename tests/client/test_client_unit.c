@@ -79,6 +79,12 @@ static void test_json_args_convert_and_report_errors(void) {
     CU_ASSERT(round_trips("[]"));
     cel_buf b;
     cel_buf_init(&b);
+    /* A msgpack uint64 beyond INT64_MAX (from a non-JSON producer) stays a positive number. */
+    const uint8_t umax[] = {0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    json_t *big = cel_json_from_bytes(umax, sizeof umax);
+    CU_ASSERT_FATAL(big != NULL);
+    CU_ASSERT(json_is_real(big) && json_real_value(big) > 1.8e19);
+    json_decref(big);
     char why[256];
     CU_ASSERT_EQUAL(cel_json_args("{\"a\": 1,", &b, why, sizeof why), CELERIAC_E_ARGS);
     CU_ASSERT(strstr(why, "not JSON") && strstr(why, "line 1, column"));

@@ -210,6 +210,12 @@ static void test_cancel_queued_and_running_tasks(void) {
     CU_ASSERT_FALSE(next_task(&w, id, sizeof id, NULL, NULL, 300)); /* never-run stays cancelled */
     r = tc_status(&p, "run-me");
     CU_ASSERT_STRING_EQUAL(tc_s(r->state), "cancelled");
+    /* A second cancel changes nothing and says so. */
+    tc_msg(&m, CEL_OP_CANCEL);
+    m.id = cel_str_c("run-me"), cel_msg_set(&m, CEL_F_ID);
+    r = tc_reply(&p, tc_send(&p, &m), 5000);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_ERROR);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->code), "STATE");
     env_stop_pw(&e, &p, &w);
 }
 
