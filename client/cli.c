@@ -188,7 +188,7 @@ static int parse_globals(cli *g, int argc, char **argv, int *exit_code) {
 
 int main(int argc, char **argv) {
     cli g = {.broker = NULL, .connect_ms = 5000, .cmd = NULL};
-    int rc;
+    int rc = CLI_USAGE; /* set by parse_globals on every early return */
     int i = parse_globals(&g, argc, argv, &rc);
     if (i < 0) return rc;
     if (!strcmp(argv[i], "help")) return run_help(&g, argc - i, argv + i);
