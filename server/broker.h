@@ -59,6 +59,11 @@ struct cel_client {
     size_t nqueues;
     cel_lease *leases;
     size_t nleases, cap_leases;
+    /* Worker outcomes: while one settle call of this client is in flight, new outcomes gather
+     * in settle_open and go as the next call when it returns, so a busy worker's acks share
+     * script calls instead of costing one each. */
+    struct batch *settle_open;
+    int settle_inflight;
     struct event *timer; /* hello deadline, then idle timeout */
     long long last_read_ms;
 };
@@ -142,8 +147,12 @@ bool client_alive(const cel_client *c);
 
 /* ops.c: what each binary request does */
 void ops_handle(cel_client *c, const cel_msg *m);
-/* Flushes the batch of enqueues/settles that c's frames in this read produced. */
+/* Sends the batches of enqueues/settles that c's frames produced so far, so that a request
+ * handled next runs after them in Redis. */
 void ops_flush(cel_client *c);
+/* At the end of a read: like ops_flush, but c's outcomes wait while an earlier settle call of c
+ * is in flight (they go when it returns). */
+void ops_flush_read(cel_client *c);
 /* Puts tasks leased over a lost connection back in their queues (fenced by token). */
 void ops_requeue_leases(cel_server *s, const cel_lease *leases, size_t n);
 

@@ -160,7 +160,7 @@ static void read_binary(cel_client *c) {
         evbuffer_drain(in, CEL_FRAME_HEADER + (size_t)len);
     }
     /* Requests read before an error still run; replies to a closed client are dropped. */
-    ops_flush(c);
+    ops_flush_read(c);
 }
 
 static void on_read(struct bufferevent *bev, void *arg) {

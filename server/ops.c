@@ -10,7 +10,7 @@
 #include "batch.h"
 
 /* Open batches of the client whose frames are being processed (one read at a time). */
-static batch *open_enqueue, *open_settle;
+static batch *open_enqueue;
 
 static void reply_ok(cel_client *c, uint64_t seq, cel_str id, const char *state, int existed) {
     cel_msg r;
@@ -162,10 +162,17 @@ static void op_enqueue_bulk(cel_client *c, const cel_msg *m) {
 
 /* ---- worker outcomes --------------------------------------------------------------------- */
 
+static void settle_send(batch *b);
+
 static void settle_done(const redisReply *rep, const cel_error *err, void *arg) {
     batch *b = arg;
     cel_client *c = b->client;
     cel_server *s = b->srv;
+    if (c && --c->settle_inflight == 0 && c->settle_open) {
+        batch *next = c->settle_open;
+        c->settle_open = NULL;
+        settle_send(next);
+    }
     bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == b->nentries;
     const batch_entry *e = (const batch_entry *)b->entries.data;
     for (size_t i = 0; i < b->nentries; i++) {
@@ -203,6 +210,11 @@ static void settle_done(const redisReply *rep, const cel_error *err, void *arg) 
     batch_free(b);
 }
 
+static void settle_send(batch *b) {
+    if (b->client) b->client->settle_inflight++;
+    send_or_fail(b, settle_done);
+}
+
 static batch *settle_batch_new(cel_server *s, cel_client *c) {
     batch *b = batch_new(s, c, SCRIPT_SETTLE);
     if (!b) return NULL;
@@ -232,9 +244,9 @@ static cel_str lease_queue(cel_client *c, cel_str id) {
 }
 
 static void op_settle(cel_client *c, const cel_msg *m) {
-    if (!open_settle) open_settle = settle_batch_new(c->srv, c);
-    if (!open_settle) return conn_send_error(c, m->seq, CEL_E_INTERNAL, "out of memory");
-    batch *b = open_settle;
+    if (!c->settle_open) c->settle_open = settle_batch_new(c->srv, c);
+    if (!c->settle_open) return conn_send_error(c, m->seq, CEL_E_INTERNAL, "out of memory");
+    batch *b = c->settle_open;
     static const char *const names[] = {
         [CEL_OP_ACK] = "ack", [CEL_OP_FAIL] = "fail", [CEL_OP_TOUCH] = "touch"};
     /* The queue is known from the lease; after a reconnect the script finds it by id. */
@@ -277,12 +289,21 @@ void ops_requeue_leases(cel_server *s, const cel_lease *leases, size_t n) {
     send_or_fail(b, settle_done);
 }
 
-void ops_flush(cel_client *c) {
-    (void)c;
-    batch *e = open_enqueue, *st = open_settle;
-    open_enqueue = open_settle = NULL;
+static void flush(cel_client *c, bool wait_for_settle) {
+    batch *e = open_enqueue, *st = c->settle_open;
+    open_enqueue = NULL;
     if (e) send_or_fail(e, enqueue_done);
-    if (st) send_or_fail(st, settle_done);
+    if (!st || (wait_for_settle && c->settle_inflight > 0)) return;
+    c->settle_open = NULL;
+    settle_send(st);
+}
+
+void ops_flush(cel_client *c) {
+    flush(c, false);
+}
+
+void ops_flush_read(cel_client *c) {
+    flush(c, true);
 }
 
 /* ---- session, consume, queries ----------------------------------------------------------- */
