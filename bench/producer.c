@@ -4,7 +4,8 @@
  * Enqueues COUNT bench.record tasks with args [seq, enq_ns, pad] (pad = $PAYLOAD bytes, default
  * 100). WINDOW 0 or absent: one at a time, each waiting for its durable OK (the sync API); WINDOW
  * > 0: up to WINDOW enqueues in flight on one connection (the async API). RATE > 0 paces the
- * calls (tasks/s). Prints "ENQ count first_call_ns last_ok_ns". */
+ * calls (tasks/s). $BENCH_WINDOW stands for an absent WINDOW. Prints
+ * "ENQ count first_call_ns last_ok_ns". */
 #include <celeriac/celeriac.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -134,13 +135,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: celeriac-bench-producer BROKER QUEUE SEQ0 COUNT RATE [WINDOW]\n");
         return 2;
     }
-    const char *payload = getenv("PAYLOAD");
+    const char *payload = getenv("PAYLOAD"), *window = getenv("BENCH_WINDOW");
     run r = {.queue = argv[2],
              .seq0 = atoll(argv[3]),
              .count = atoll(argv[4]),
              .rate = atof(argv[5]),
              .window = argc > 6 ? atoi(argv[6]) : 0,
              .pad = payload && *payload ? (size_t)atol(payload) : 100};
+    if (argc <= 6 && window && *window) r.window = atoi(window);
     r.args = malloc(r.pad + 32);
     if (!r.args || r.count <= 0) return 2;
     int rc = r.window > 0 ? run_async(&r, argv[1]) : run_sync(&r, argv[1]);
