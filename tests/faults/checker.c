@@ -80,6 +80,9 @@ static void outcome(fc_run *r, int i, const cel_msg *m) {
     if (!m) {
         if (r->enq[i] != FC_ACKED) r->enq[i] = FC_NO_REPLY;
     } else if (m->op == CEL_OP_OK) {
+        /* Stored by an earlier attempt whose reply was lost or turned into an error. */
+        if (m->existed && (r->enq[i] == FC_NO_REPLY || r->enq[i] == FC_REFUSED))
+            r->recovered_on_retry++;
         r->enq[i] = FC_ACKED;
     } else {
         r->refusals++;
@@ -278,11 +281,12 @@ const fc_counts *fc_collect(fc_run *r, tc *t, int timeout_ms, long long acked_to
         c->double_ack += (int)(acked_total - c->succeeded);
     printf("\n    checker %s: tasks=%d acked_enqueues=%d refusals=%d [%s] unanswered=%d "
            "(still unacked: refused=%d no_reply=%d) lost=%d "
-           "double_ack=%d redelivered=%d unexpected=%d recovered=%d untyped=%d succeeded=%d "
+           "double_ack=%d redelivered=%d unexpected=%d recovered=%d (on retry %d) untyped=%d "
+           "succeeded=%d "
            "dead=%d (checked in %lld ms)\n",
            r->name, c->tasks, c->acked_enqueues, r->refusals, r->codes, r->no_replies, c->refused,
            c->no_reply, c->lost, c->double_ack, c->redelivered, c->unexpected, c->recovered,
-           c->untyped, c->succeeded, c->dead, th_now_ms() - start);
+           r->recovered_on_retry, c->untyped, c->succeeded, c->dead, th_now_ms() - start);
     if (c->lost)
         for (int i = 0, shown = 0; i < r->n && shown < 10; i++)
             if (r->enq[i] == FC_ACKED && !is_terminal(r->state[i]))

@@ -7,7 +7,8 @@
  *                broker's "acked" counter beyond the tasks that succeeded);
  *   redelivered  deliveries beyond the first (the at-least-once duplicates);
  *   unexpected   a delivery of an id this run never sent, or a succeeded task never delivered;
- *   recovered    an enqueue that got no OK (error or no reply) whose task exists anyway;
+ *   recovered    an enqueue that got no OK (error or no reply) whose task exists anyway (or
+ *                whose retry was answered existed=true);
  *   untyped      a request refused without a typed error code.
  * Ids are "<run>-<n>", n in [0, count); runs may share one log (lines of other runs are
  * skipped), so run names must not be prefixes of one another followed by '-'. */
@@ -36,6 +37,7 @@ typedef struct fc_run {
     char codes[256];     /* error codes seen on refused enqueues, space separated, each once */
     int untyped;
     int refusals, no_replies; /* events over all attempts, retries included */
+    int recovered_on_retry;   /* a retry answered existed=true: an earlier attempt had stored it */
     char log[512];
     fc_counts c;
 } fc_run;

@@ -103,6 +103,8 @@ static int file_count(const char *path, const char *needle) {
     return n;
 }
 
+static bool wait_fds(int pid, int lo, int hi, int ms);
+
 /* Runs fn(arg) after ms on a detached thread: heals a partition, thaws a process. */
 typedef struct later {
     int ms;
@@ -345,6 +347,92 @@ static void test_s5_redis_crash_appendfsync_always(void) {
 
 static void test_s5_redis_crash_appendfsync_everysec(void) {
     redis_crash_run("everysec");
+}
+
+/* ---- S5b: RDB-only Redis is warned about ------------------------------------------------ */
+
+static void test_s5b_rdb_only_redis_is_warned_about(void) {
+    fenv e;
+    CU_ASSERT_FATAL(fenv_start_redis_conf(&e, "appendonly no\nmaxmemory-policy allkeys-lru", NULL));
+    th_sleep_ms(300);
+    int aof = file_count(e.broker.log, "appendonly=no");
+    int evict = file_count(e.broker.log, "maxmemory-policy is allkeys-lru");
+    printf("\n    S5b: start-up warnings: appendonly %d, eviction policy %d\n", aof, evict);
+    CU_ASSERT(aof == 1 && evict == 1);
+    fenv_stop(&e);
+}
+
+/* ---- S15: handshake abuse ------------------------------------------------------------------ */
+
+/* There is no client authentication in the protocol (the broker listens on loopback by
+ * default); what exists is the handshake: a second hello is refused with STATE, a request
+ * before hello is PROTOCOL and closes, an oversized first frame is TOO_BIG from its header. */
+static void test_s15_handshake_abuse(void) {
+    char *flags[] = {"--max-frame", "4096", NULL};
+    fenv e;
+    CU_ASSERT_FATAL(fenv_start_redis_conf(&e, NULL, flags));
+    int fds0 = fc_fds(e.broker.pid);
+    cel_msg h;
+    tc_msg(&h, CEL_OP_HELLO);
+    h.role = cel_str_c("producer"), h.version = CEL_PROTO_VERSION;
+    cel_msg_set(&h, CEL_F_ROLE), cel_msg_set(&h, CEL_F_VERSION);
+    const cel_msg *m = tc_reply(&e.p, tc_send(&e.p, &h), 3000);
+    CU_ASSERT(m && m->op == CEL_OP_ERROR && cel_str_eq(m->code, "STATE"));
+    m = tc_enqueue_sync(&e.p, "default", "t", "s15-after"); /* still usable */
+    CU_ASSERT(m && m->op == CEL_OP_OK);
+    int refused = 0;
+    for (int i = 0; i < 50; i++) {
+        tc t;
+        CU_ASSERT_FATAL(tc_connect(&t, e.broker.port, NULL));
+        uint8_t hdr[CEL_FRAME_HEADER];
+        cel_frame_header_write(hdr, i % 2 ? 1u << 20 : 4097);
+        tc_send_raw(&t, hdr, sizeof hdr);
+        m = tc_recv(&t, 3000);
+        refused += m && m->op == CEL_OP_ERROR && cel_str_eq(m->code, "TOO_BIG");
+        CU_ASSERT(tc_wait_closed(&t, 3000));
+        tc_close(&t);
+    }
+    CU_ASSERT_EQUAL(refused, 50);
+    CU_ASSERT(wait_fds(e.broker.pid, fds0 - 1, fds0 + 1, 5000));
+    printf("\n    S15: second hello -> STATE; %d/50 oversized first frames -> TOO_BIG and closed; "
+           "fds %d -> %d\n",
+           refused, fds0, fc_fds(e.broker.pid));
+    fenv_stop(&e);
+}
+
+/* ---- S18: client retry after a lost reply ------------------------------------------------- */
+
+/* Enqueues whose replies are never read (the client drops the connection right after
+ * sending), retried by id on a new connection: each task is stored and run once. */
+static void test_s18_retry_after_lost_reply_stores_once(void) {
+    fenv e;
+    CU_ASSERT_FATAL(fenv_start(&e));
+    fc_run r;
+    fc_init(&r, "s18", 200, e.log);
+    tc lossy;
+    CU_ASSERT_FATAL(tc_connect(&lossy, e.broker.port, "producer"));
+    for (int i = 0; i < r.n; i++) {
+        uint8_t args[1] = {0};
+        cel_msg m;
+        tc_msg(&m, CEL_OP_ENQUEUE);
+        m.queue = cel_str_c("default"), m.task = cel_str_c("faults.record");
+        m.id = cel_str_c(fc_id(&r, i)), m.args.bytes = args, m.args.len = 1;
+        cel_msg_set(&m, CEL_F_QUEUE), cel_msg_set(&m, CEL_F_TASK), cel_msg_set(&m, CEL_F_ID);
+        cel_msg_set(&m, CEL_F_ARGS);
+        tc_send(&lossy, &m);
+        r.enq[i] = FC_NO_REPLY, r.no_replies++;
+    }
+    tc_close(&lossy); /* replies lost */
+    th_sleep_ms(200);
+    CU_ASSERT_EQUAL(fc_enqueue_retry(&r, &e.p, e.broker.port, "default", "faults.record", 0, 10000),
+                    0);
+    CU_ASSERT_FATAL(fenv_worker(&e, e.broker.port, NULL));
+    fc_collect(&r, &e.p, 30000, fc_stat(&e.p, "acked"));
+    fc_assert(&r, 0);
+    CU_ASSERT_EQUAL(r.recovered_on_retry, r.n); /* every retry found the first attempt's task */
+    CU_ASSERT_EQUAL(r.c.succeeded, r.n);
+    fc_free(&r);
+    fenv_stop(&e);
 }
 
 /* ---- S6: Redis answering LOADING ---------------------------------------------------------- */
@@ -830,6 +918,7 @@ int main(void) {
          test_s4_s20_broker_and_redis_killed_with_50_workers},
         {"S5 Redis crash, appendfsync always", test_s5_redis_crash_appendfsync_always},
         {"S5 Redis crash, appendfsync everysec", test_s5_redis_crash_appendfsync_everysec},
+        {"S5b RDB-only Redis is warned about", test_s5b_rdb_only_redis_is_warned_about},
         {"S6 Redis LOADING is waited out", test_s6_redis_loading_is_waited_out},
         {"S7 Redis partition shorter and longer than the timeout",
          test_s7_redis_partition_short_and_long},
@@ -837,7 +926,9 @@ int main(void) {
          test_s8_slow_redis_gets_typed_errors_and_bounded_memory},
         {"S12 many idle connections", test_s12_many_idle_connections},
         {"S14 slow-loris is cut off", test_s14_slow_loris_is_cut_off},
+        {"S15 handshake abuse", test_s15_handshake_abuse},
         {"S17 100k delayed tasks live in Redis", test_s17_100k_delayed_tasks_live_in_redis},
+        {"S18 retry after a lost reply stores once", test_s18_retry_after_lost_reply_stores_once},
         {"S19 text-port abuse", test_s19_text_port_abuse},
         {NULL, NULL}};
     /* FAULTS_ONLY=S7 runs the scenarios whose name contains "S7". */
