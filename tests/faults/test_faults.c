@@ -261,6 +261,27 @@ static int wait_connections(tc *p, int port, int want, int ms) {
     return (int)n;
 }
 
+/* Milliseconds of the day of the last line of path containing needle ("...T21:15:58.900Z"),
+ * -1 if none. */
+static long long last_stamp_ms(const char *path, const char *needle) {
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    long long ms = -1;
+    int h, m, sec, milli;
+    while (f && fgets(line, sizeof line, f)) {
+        char *t = strchr(line, 'T');
+        if (strstr(line, needle) && t && sscanf(t, "T%d:%d:%d.%dZ", &h, &m, &sec, &milli) == 4)
+            ms = ((h * 60LL + m) * 60 + sec) * 1000 + milli;
+    }
+    if (f) fclose(f);
+    return ms;
+}
+
+static int cmp_ll(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void test_s4_s20_broker_and_redis_killed_with_50_workers(void) {
     fenv e;
     CU_ASSERT_FATAL(fenv_start(&e));
@@ -286,6 +307,29 @@ static void test_s4_s20_broker_and_redis_killed_with_50_workers(void) {
     CU_ASSERT_EQUAL(
         fc_enqueue_retry(&r, &e.p, e.broker.port, "default", "faults.record", 20, 30000), 0);
     printf("    S4/S20: %d workers back %lld ms after the broker kill\n", back - 1, reconnect_ms);
+    /* How the reconnects spread: each worker logs when it is connected again. */
+    long long at[W];
+    int nat = 0;
+    for (int i = 0; i < W; i++) {
+        long long ms = last_stamp_ms(e.workers[i].log, "connected to a broker");
+        if (ms >= 0) at[nat++] = ms;
+    }
+    qsort(at, (size_t)nat, sizeof *at, cmp_ll);
+    if (nat == W) {
+        static const int edges[] = {10, 20, 40, 80, 160, 320, 640};
+        int buckets[8] = {0};
+        for (int i = 0; i < nat; i++) {
+            int b = 0;
+            while (b < 7 && at[i] - at[0] >= edges[b]) b++;
+            buckets[b]++;
+        }
+        printf("    S20: reconnects spread over %lld ms (median +%lld ms); from the first: "
+               "<10 ms %d, <20 %d, <40 %d, <80 %d, <160 %d, <320 %d, <640 %d, more %d\n",
+               at[nat - 1] - at[0], at[nat / 2] - at[0], buckets[0], buckets[1], buckets[2],
+               buckets[3], buckets[4], buckets[5], buckets[6], buckets[7]);
+        CU_ASSERT(buckets[0] < W); /* jittered: not all within the same 10 ms */
+    }
+    CU_ASSERT_EQUAL(nat, W);
     CU_ASSERT_EQUAL(fc_enqueue(&r, &e.p, "default", "faults.record", 20, 1100, 2000, 200), 900);
     /* Now Redis: the broker reconnects alone, the workers stay connected. */
     CU_ASSERT_FATAL(wait_log_lines(e.log, 1300, 30000));
