@@ -246,6 +246,35 @@ static void test_s3_cut_off_worker_daemon_gives_up_its_task(void) {
     fenv_stop(&e);
 }
 
+/* The worker↔broker connection reset mid-flow (proxy *cut* for 300 ms): the broker requeues
+ * the cut worker's leases at once, the worker reconnects and resends the outcomes it holds;
+ * fencing refuses those of tasks already redelivered. Still one ACK per task. */
+static void test_s3_connection_reset_mid_flow_acks_once(void) {
+    fenv e;
+    CU_ASSERT_FATAL(fenv_start(&e));
+    fp_proxy *px = fp_start(e.broker.port);
+    CU_ASSERT_FATAL(px != NULL);
+    fc_run r;
+    fc_init(&r, "s3c", 300, e.log);
+    CU_ASSERT_FATAL(fenv_worker(&e, fp_port(px), NULL));
+    CU_ASSERT_FATAL(fenv_worker(&e, e.broker.port, NULL));
+    CU_ASSERT_EQUAL(fc_enqueue(&r, &e.p, "default", "faults.record", 40, 0, r.n, 100), r.n);
+    CU_ASSERT_FATAL(wait_log_lines(e.log, 60, 20000));
+    for (int k = 0; k < 2; k++) {
+        fp_set(px, FP_CUT);
+        th_sleep_ms(300);
+        fp_set(px, FP_PASS);
+        th_sleep_ms(700);
+    }
+    fc_collect(&r, &e.p, 60000, fc_stat(&e.p, "acked"));
+    int resent = file_count(e.workers[0].log, "outcomes to resend");
+    printf("    S3 reset: cut twice; the cut worker logged %d reconnects\n", resent);
+    fc_assert(&r, 2 * WORKER_INFLIGHT);
+    fp_stop(px);
+    fc_free(&r);
+    fenv_stop(&e);
+}
+
 /* ---- S4 + S20: broker killed under load with 50 workers; then Redis killed ----------------- */
 
 static int wait_connections(tc *p, int port, int want, int ms) {
@@ -958,6 +987,7 @@ int main(void) {
         {"S3 cut-off worker's late ack is refused", test_s3_cut_off_worker_late_ack_is_refused},
         {"S3 cut-off worker daemon gives up its task",
          test_s3_cut_off_worker_daemon_gives_up_its_task},
+        {"S3 connection reset mid-flow acks once", test_s3_connection_reset_mid_flow_acks_once},
         {"S4/S20 broker and Redis killed with 50 workers",
          test_s4_s20_broker_and_redis_killed_with_50_workers},
         {"S5 Redis crash, appendfsync always", test_s5_redis_crash_appendfsync_always},
