@@ -14,7 +14,7 @@ fi
 SECONDS_EACH=${1:-30}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for target in fuzz_frame fuzz_msg; do
+for target in fuzz_frame fuzz_msg fuzz_text fuzz_redis_reply; do
   mkdir -p "$work/$target"
   cp tests/fuzz/corpus/$target/* "$work/$target/"
   if ! (cd "$work" && "$OLDPWD/$BUILD/tests/fuzz/$target" "$work/$target" -max_total_time="$SECONDS_EACH" \
