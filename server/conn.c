@@ -155,6 +155,9 @@ static void read_binary(cel_client *c) {
         /* Incomplete: the read watermark lets libevent buffer at most the rest of it. */
         if (evbuffer_get_length(in) < CEL_FRAME_HEADER + (size_t)len) break;
         const uint8_t *frame = evbuffer_pullup(in, CEL_FRAME_HEADER + (ssize_t)len);
+        /* Only a whole request counts as activity: bytes dribbled slower than the idle timeout
+         * never keep a connection open. */
+        c->last_read_ms = cel_now_ms();
         handle_frame(c, frame + CEL_FRAME_HEADER, len);
         if (c->state == CS_CLOSED) break;
         evbuffer_drain(in, CEL_FRAME_HEADER + (size_t)len);
@@ -167,7 +170,6 @@ static void on_read(struct bufferevent *bev, void *arg) {
     cel_client *c = arg;
     (void)bev;
     if (c->closing) return;
-    c->last_read_ms = cel_now_ms();
     if (c->state == CS_SNIFF) {
         uint8_t first;
         if (evbuffer_copyout(bufferevent_get_input(c->bev), &first, 1) < 1) return;

@@ -436,6 +436,7 @@ void text_input(cel_client *c) {
     size_t n;
     c->text_in_input = true;
     while (!c->closing && c->state == CS_TEXT && !c->text_busy && next_line(c, line, &n)) {
+        c->last_read_ms = cel_now_ms(); /* a whole line: activity (see read_binary) */
         if (n == SIZE_MAX) continue;
         if (c->monitor) {
             c->monitor = false;
