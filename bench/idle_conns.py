@@ -39,13 +39,16 @@ def main():
         s.sendall(frame)
         socks.append(s)
     welcomed, deadline = 0, time.time() + 60
-    pending = set(socks)
-    while pending and time.time() < deadline:
-        ready, _, _ = select.select(list(pending)[:1000], [], [], 1.0)
-        for s in ready:
-            if s.recv(4096):
+    poller, by_fd = select.poll(), {}
+    for s in socks:
+        poller.register(s, select.POLLIN)
+        by_fd[s.fileno()] = s
+    while by_fd and time.time() < deadline:
+        for fd, _ in poller.poll(1000):
+            if by_fd[fd].recv(4096):
                 welcomed += 1
-            pending.discard(s)
+            poller.unregister(fd)
+            del by_fd[fd]
     time.sleep(1)
     after = rss_kib(pid)
     print("idle_connections=%d welcomed=%d broker_rss_before_kib=%d broker_rss_after_kib=%d "
