@@ -23,6 +23,7 @@ typedef struct batch {
     cel_buf entries; /* batch_entry */
     size_t nentries;
     size_t count_arg; /* index of the argument holding the entry count */
+    lease_call *lease; /* enqueue: a lease carried by the same call (dispatch_reserve) */
 } batch;
 
 batch *batch_new(cel_server *s, cel_client *c, int script);

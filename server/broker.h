@@ -157,6 +157,14 @@ void ops_flush_read(cel_client *c);
 void ops_requeue_leases(cel_server *s, const cel_lease *leases, size_t n);
 
 /* dispatch.c: credits and fairness */
+typedef struct lease_call lease_call;
+/* A lease carried by another script call (the enqueue of tasks for that queue): when a worker
+ * of the queue has free credits and no dispatch of the queue is in flight, reserves it and
+ * fills argv with the lease arguments (queue, n, lease_ms, worker); NULL otherwise. The call's
+ * reply goes to dispatch_leased (elems: 8 per leased task), which returns true when the queue
+ * may still hold ready tasks. */
+lease_call *dispatch_reserve(cel_server *s, const char *queue, size_t len, const char *argv[4]);
+bool dispatch_leased(lease_call *lc, redisReply *const *elems, size_t n, bool ok);
 cel_queue *queue_get(cel_server *s, const char *name, size_t len);
 void dispatch_set_consumer(cel_client *c, const cel_msg *consume);
 void dispatch_kick(cel_server *s, cel_queue *q);

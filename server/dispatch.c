@@ -87,11 +87,12 @@ bool dispatch_lease_done(cel_client *c, const char *id, size_t len) {
     return false;
 }
 
-typedef struct lease_call {
+struct lease_call {
     cel_queue *q;
     cel_client *c;
     uint32_t asked;
-} lease_call;
+    char n[16], lease[24], worker[64]; /* the script's arguments */
+};
 
 static void push_task(cel_client *c, const redisReply *const *f) {
     cel_msg t;
@@ -113,18 +114,18 @@ static void push_task(cel_client *c, const redisReply *const *f) {
     conn_send(c, &t);
 }
 
-/* Leased tasks reach the worker; if it went away meanwhile they go straight back. */
-static void lease_done(const redisReply *rep, const cel_error *err, void *arg) {
-    lease_call *lc = arg;
+/* Leased tasks reach the worker; if it went away meanwhile they go straight back. Returns true
+ * when the queue may hold more ready tasks. */
+static bool lease_finish(lease_call *lc, redisReply *const *elems, size_t n, bool ok,
+                         const cel_error *err) {
     cel_queue *q = lc->q;
     cel_client *c = lc->c;
     cel_server *s = c->srv;
     q->dispatching = false;
-    size_t n = rep && rep->type == REDIS_REPLY_ARRAY ? rep->elements / 8 : 0;
     cel_lease orphans[64];
     size_t norphans = 0;
     for (size_t i = 0; i < n; i++) {
-        const redisReply *const *f = (const redisReply *const *)&rep->element[8 * i];
+        const redisReply *const *f = (const redisReply *const *)&elems[8 * i];
         uint64_t token = (uint64_t)f[4]->integer;
         if (client_alive(c) && lease_add(c, q, f[0]->str, f[0]->len, token)) {
             push_task(c, f);
@@ -141,14 +142,28 @@ static void lease_done(const redisReply *rep, const cel_error *err, void *arg) {
         if (norphans == 64) ops_requeue_leases(s, orphans, norphans), norphans = 0;
     }
     ops_requeue_leases(s, orphans, norphans);
-    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+    if (!ok) {
         if (err) log_debug("dispatch from %s failed: %s", q->name, err->msg);
     } else if (n < lc->asked) {
         q->maybe_ready = false;
     }
+    bool more = !ok || n >= lc->asked;
     client_unref(c);
     free(lc);
+    return more;
+}
+
+static void lease_done(const redisReply *rep, const cel_error *err, void *arg) {
+    lease_call *lc = arg;
+    cel_queue *q = lc->q;
+    cel_server *s = lc->c->srv;
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY;
+    lease_finish(lc, ok ? rep->element : NULL, ok ? rep->elements / 8 : 0, ok, err);
     if (rep) dispatch_kick(s, q);
+}
+
+bool dispatch_leased(lease_call *lc, redisReply *const *elems, size_t n, bool ok) {
+    return lease_finish(lc, elems, n, ok, NULL);
 }
 
 static cel_client *next_worker(cel_queue *q) {
@@ -162,27 +177,42 @@ static cel_client *next_worker(cel_queue *q) {
     return NULL;
 }
 
-static void dispatch_one(cel_server *s, cel_queue *q) {
-    if (q->dispatching || !q->maybe_ready || s->stopping || !cel_redis_ready(s->redis)) return;
+/* Picks the next worker of q with credit and holds q's one dispatch slot for it. */
+static lease_call *lease_reserve(cel_server *s, cel_queue *q) {
+    if (q->dispatching || s->stopping || !cel_redis_ready(s->redis)) return NULL;
     cel_client *c = next_worker(q);
-    if (!c) return;
+    if (!c) return NULL;
     uint32_t n = free_credits(c);
     if (n > (uint32_t)s->cfg->dispatch_batch) n = (uint32_t)s->cfg->dispatch_batch;
     lease_call *lc = malloc(sizeof *lc);
-    if (!lc) return;
+    if (!lc) return NULL;
     lc->q = q, lc->c = c, lc->asked = n;
     client_ref(c);
-    char nbuf[16], lease[24], worker[64];
-    snprintf(nbuf, sizeof nbuf, "%u", n);
-    snprintf(lease, sizeof lease, "%d", s->cfg->lease_ms);
-    snprintf(worker, sizeof worker, "%s/%llu", s->broker_id, (unsigned long long)c->id);
-    const char *argv[] = {s->cfg->prefix, q->name, nbuf, lease, worker};
-    cel_error err;
+    snprintf(lc->n, sizeof lc->n, "%u", n);
+    snprintf(lc->lease, sizeof lc->lease, "%d", s->cfg->lease_ms);
+    snprintf(lc->worker, sizeof lc->worker, "%s/%llu", s->broker_id, (unsigned long long)c->id);
     q->dispatching = true;
+    return lc;
+}
+
+lease_call *dispatch_reserve(cel_server *s, const char *queue, size_t len, const char *argv[4]) {
+    cel_queue *q = s->queues;
+    while (q && (strlen(q->name) != len || memcmp(q->name, queue, len) != 0)) q = q->next;
+    lease_call *lc = q && q->nworkers ? lease_reserve(s, q) : NULL;
+    if (lc) argv[0] = q->name, argv[1] = lc->n, argv[2] = lc->lease, argv[3] = lc->worker;
+    return lc;
+}
+
+static void dispatch_one(cel_server *s, cel_queue *q) {
+    if (!q->maybe_ready) return;
+    lease_call *lc = lease_reserve(s, q);
+    if (!lc) return;
+    const char *argv[] = {s->cfg->prefix, q->name, lc->n, lc->lease, lc->worker};
+    cel_error err;
     if (cel_redis_script(s->redis, s->script[SCRIPT_DISPATCH], 5, argv, NULL, lease_done, lc,
                          &err) != CEL_OK) {
         q->dispatching = false;
-        client_unref(c);
+        client_unref(lc->c);
         free(lc);
     }
 }

@@ -35,7 +35,9 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
     batch *b = arg;
     cel_client *c = b->client;
     cel_server *s = b->srv;
-    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 * b->nentries;
+    size_t nres = 3 * b->nentries;
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= nres &&
+              (rep->elements - nres) % 8 == 0;
     const batch_entry *e = (const batch_entry *)b->entries.data;
     cel_str *ids = b->bulk && ok ? calloc(b->nentries, sizeof *ids) : NULL;
     for (size_t i = 0; i < b->nentries; i++) {
@@ -70,14 +72,23 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
         for (size_t i = 0; !b->bulk && i < b->nentries; i++)
             conn_send_error(c, e[i].seq, code, why);
     }
+    /* The tasks leased by the same call go to their worker right after the producer's reply. */
+    size_t lqlen = 0;
+    const char *lq = b->lease ? batch_arg_get(b, 3 + 1, &lqlen) : NULL;
+    bool lq_more = true;
+    if (b->lease)
+        lq_more = dispatch_leased(b->lease, ok ? rep->element + nres : NULL,
+                                  ok ? (rep->elements - nres) / 8 : 0, ok);
+    b->lease = NULL;
     if (ok) {
-        /* Wake workers of every queue that got a task. */
+        /* Wake workers of every queue that got a task (but the one the lease just emptied). */
         for (size_t i = 0; i < b->nentries; i++) {
             const redisReply *st = rep->element[3 * i + 1];
             if (st->str && strcmp(st->str, "scheduled") == 0) reaper_kick(s);
             if (st->str && strcmp(st->str, "queued") == 0) {
                 size_t qlen;
                 const char *q = batch_arg_get(b, 3 + 13 * i + 1, &qlen);
+                if (!lq_more && qlen == lqlen && !memcmp(q, lq, qlen)) continue;
                 dispatch_mark_ready(s, q, qlen);
             }
         }
@@ -136,6 +147,19 @@ static void send_or_fail(batch *b, cel_redis_cb cb) {
     cb(NULL, &err, b);
 }
 
+/* Sends an enqueue call; when a worker waits on the first task's queue, the same call leases
+ * ready tasks to it (one Redis round trip less before the task starts). */
+static void enqueue_send(batch *b) {
+    const char *argv[4];
+    if (b->nentries) {
+        size_t qlen;
+        const char *qn = batch_arg_get(b, 3 + 1, &qlen);
+        b->lease = dispatch_reserve(b->srv, qn, qlen, argv);
+    }
+    for (int i = 0; b->lease && i < 4; i++) batch_arg(b, argv[i], strlen(argv[i]));
+    send_or_fail(b, enqueue_done);
+}
+
 static void op_enqueue(cel_client *c, const cel_msg *m) {
     if (!open_enqueue) open_enqueue = enqueue_batch_new(c);
     if (!open_enqueue) return conn_send_error(c, m->seq, CEL_E_INTERNAL, "out of memory");
@@ -157,7 +181,7 @@ static void op_enqueue_bulk(cel_client *c, const cel_msg *m) {
         }
         enqueue_args(b, &entry);
     }
-    send_or_fail(b, enqueue_done);
+    enqueue_send(b);
 }
 
 /* ---- worker outcomes --------------------------------------------------------------------- */
@@ -292,7 +316,7 @@ void ops_requeue_leases(cel_server *s, const cel_lease *leases, size_t n) {
 static void flush(cel_client *c, bool wait_for_settle) {
     batch *e = open_enqueue, *st = c->settle_open;
     open_enqueue = NULL;
-    if (e) send_or_fail(e, enqueue_done);
+    if (e) enqueue_send(e);
     if (!st || (wait_for_settle && c->settle_inflight > 0)) return;
     c->settle_open = NULL;
     settle_send(st);
@@ -334,6 +358,9 @@ static void op_hello(cel_client *c, const cel_msg *m) {
 }
 
 static void op_consume(cel_client *c, const cel_msg *m) {
+    /* Outcomes sent before this consume reach Redis before the leases its credits bring: a
+     * worker that frees a slot and then asks for work sees its outcome settled first. */
+    ops_flush(c);
     dispatch_set_consumer(c, m);
     reply_ok(c, m->seq, (cel_str){0}, NULL, -1);
     dispatch_kick_client(c);

@@ -1,8 +1,10 @@
 -- enqueue(prefix, default_ttl, n, then n × 13 fields:
 --   id, queue, name, args, priority, max_retries, soft_ms, hard_ms, result_ttl_s, delay_ms,
 --   eta_ms, expires_ms, unique_key)
--- → flat list of (id, state, existed) per task. An id that exists returns the existing task:
--- retries after a lost reply never create a second task.
+--   [, then dq, dn, lease_ms, worker: lease up to dn ready tasks of queue dq to that worker]
+-- → flat list of (id, state, existed) per task, then the leased tasks as dispatch returns them.
+-- An id that exists returns the existing task: retries after a lost reply never create a
+-- second task. The optional lease saves a second round trip when a worker waits for the queue.
 -- Cost per new task: one SET (dedup and id index at once) and one HSET; sequence numbers,
 -- queue membership and the ready/delayed sets are written once per queue per call.
 local default_ttl = tonumber(ARGV[2])
@@ -83,4 +85,6 @@ end
 zadd_all(ready, 'ready')
 zadd_all(delayed, 'delayed')
 for q in pairs(seq) do redis.call('SADD', P .. ':queues', q) end
+local d = 4 + n * 13
+if ARGV[d + 3] then lease_ready(ARGV[d], tonumber(ARGV[d + 1]), tonumber(ARGV[d + 2]), ARGV[d + 3], out) end
 return out
