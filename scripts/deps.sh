@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config
       libevent-dev libhiredis-dev libmsgpack-dev libcunit1-dev libjansson-dev libssl-dev
-      redis-server redis-tools clang libclang-rt-dev netcat-openbsd procps)
+      redis-server redis-tools clang libclang-rt-dev netcat-openbsd procps valgrind python3)
 
 missing=()
 for p in "${PKGS[@]}"; do
