@@ -13,13 +13,36 @@
 
 #include "harness.h"
 
-bool tc_connect(tc *t, int port, const char *role) {
-    memset(t, 0, sizeof *t);
-    t->fd = socket(AF_INET, SOCK_STREAM, 0);
+int tc_raw_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (t->fd < 0 || connect(t->fd, (struct sockaddr *)&a, sizeof a) != 0) return false;
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
+long long tc_stat(tc *t, const char *name) {
+    cel_msg m;
+    tc_msg(&m, CEL_OP_STATS);
+    const cel_msg *r = tc_reply(t, tc_send(t, &m), 5000);
+    if (!r || r->op != CEL_OP_STATS_INFO || !r->stats.obj) return -1;
+    const msgpack_object *o = r->stats.obj;
+    for (uint32_t i = 0; o->type == MSGPACK_OBJECT_MAP && i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(name) &&
+            !memcmp(k->via.str.ptr, name, k->via.str.size) &&
+            v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return (long long)v->via.u64;
+    }
+    return -1;
+}
+
+bool tc_connect(tc *t, int port, const char *role) {
+    memset(t, 0, sizeof *t);
+    t->fd = tc_raw_connect(port);
+    if (t->fd < 0) return false;
     int one = 1;
     setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     cel_decoder_init(&t->dec, 64u << 20);

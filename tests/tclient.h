@@ -37,6 +37,10 @@ const cel_msg *tc_consume(tc *t, const char *queue, unsigned credits);
 const cel_msg *tc_ack(tc *t, const cel_msg *task);
 const cel_msg *tc_status(tc *t, const char *id);
 const cel_msg *tc_wait(tc *t, const char *id, unsigned timeout_ms);
+/* A plain TCP connection to 127.0.0.1:port (no hello); -1 on failure. */
+int tc_raw_connect(int port);
+/* A counter from the broker's stats ("acked", "failed", ...); -1 if missing. */
+long long tc_stat(tc *t, const char *name);
 /* Copies a cel_str into a NUL-terminated static buffer (one of 8 rotating). */
 const char *tc_s(cel_str s);
 

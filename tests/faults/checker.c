@@ -329,17 +329,5 @@ int fc_fds(int pid) {
 }
 
 long long fc_stat(tc *t, const char *name) {
-    cel_msg m;
-    tc_msg(&m, CEL_OP_STATS);
-    const cel_msg *r = tc_reply(t, tc_send(t, &m), 5000);
-    if (!r || r->op != CEL_OP_STATS_INFO || !r->stats.obj) return -1;
-    const msgpack_object *o = r->stats.obj;
-    for (uint32_t i = 0; o->type == MSGPACK_OBJECT_MAP && i < o->via.map.size; i++) {
-        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(name) &&
-            !memcmp(k->via.str.ptr, name, k->via.str.size) &&
-            v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            return (long long)v->via.u64;
-    }
-    return -1;
+    return tc_stat(t, name);
 }

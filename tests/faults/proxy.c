@@ -1,6 +1,8 @@
 /* The test TCP proxy (see proxy.h): one thread, poll(2), a fixed table of connection pairs. */
 #include "proxy.h"
 
+#include "tclient.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -37,15 +39,6 @@ struct fp_proxy {
     fp_pair pairs[FP_MAX_PAIRS];
 };
 
-static int connect_target(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
-    if (fd >= 0) close(fd);
-    return -1;
-}
 
 static void pair_close(fp_proxy *p, fp_pair *pr) {
     close(pr->d[0].from);
@@ -57,7 +50,7 @@ static void pair_close(fp_proxy *p, fp_pair *pr) {
 static void accept_one(fp_proxy *p, int mode) {
     int c = accept(p->listen_fd, NULL, NULL);
     if (c < 0) return;
-    int t = mode == FP_CUT ? -1 : connect_target(p->target);
+    int t = mode == FP_CUT ? -1 : tc_raw_connect(p->target);
     fp_pair *pr = NULL;
     for (int i = 0; i < FP_MAX_PAIRS && t >= 0; i++)
         if (!p->pairs[i].used) pr = &p->pairs[i], i = FP_MAX_PAIRS;
