@@ -86,12 +86,19 @@ static void test_redis_inflight_limit_answers_busy(void) {
     CU_ASSERT_FATAL(env_start(&e, flags));
     tc t;
     CU_ASSERT_FATAL(tc_connect(&t, e.broker.port, "producer"));
+    /* All 200 in one write, so the broker reads them together: the first takes the one Redis
+     * slot (NOT_FOUND), the ones read with it get BUSY whatever the machine's speed. */
+    cel_buf all;
+    cel_buf_init(&all);
     for (int i = 0; i < 200; i++) {
         cel_msg m;
         tc_msg(&m, CEL_OP_STATUS);
+        m.seq = ++t.seq, cel_msg_set(&m, CEL_F_SEQ);
         m.id = cel_str_c("x"), cel_msg_set(&m, CEL_F_ID);
-        tc_send(&t, &m);
+        CU_ASSERT_FATAL(cel_msg_encode(&all, &m, UINT32_MAX, NULL) == CEL_OK);
     }
+    tc_send_raw(&t, all.data, all.len);
+    cel_buf_free(&all);
     int busy = 0, notfound = 0;
     for (int i = 0; i < 200; i++) {
         const cel_msg *r = tc_recv(&t, 5000);
@@ -140,6 +147,28 @@ static void test_bad_flags_are_refused_with_a_message(void) {
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* --redis-socket: the broker reaches Redis over a unix socket (its TCP port points nowhere). */
+static void test_redis_over_a_unix_socket(void) {
+    char sock[64], conf[128];
+    snprintf(sock, sizeof sock, "/tmp/celeriac-test-%d.sock", (int)getpid());
+    snprintf(conf, sizeof conf, "unixsocket %s\nunixsocketperm 700", sock);
+    th_redis r;
+    CU_ASSERT_FATAL(th_redis_start(&r, conf));
+    th_proc b;
+    char *flags[] = {"--redis-socket", sock, "--redis-port", "1", NULL};
+    CU_ASSERT_FATAL(th_broker_start(&b, &r, flags));
+    tc t;
+    CU_ASSERT_FATAL(tc_connect(&t, b.port, "producer"));
+    const cel_msg *r1 = tc_enqueue_sync(&t, "q", "celeriac.noop", "via-socket");
+    CU_ASSERT_FATAL(r1 && r1->op == CEL_OP_OK);
+    r1 = tc_status(&t, "via-socket");
+    CU_ASSERT(r1 && r1->op == CEL_OP_TASK_INFO && !strcmp(tc_s(r1->state), "queued"));
+    tc_close(&t);
+    th_proc_stop(&b, SIGTERM);
+    th_redis_stop(&r);
+    unlink(sock);
+}
+
 static void test_config_file_sets_flags(void) {
     th_redis r;
     CU_ASSERT_FATAL(th_redis_start(&r, NULL));
@@ -184,6 +213,7 @@ int main(void) {
         {"frame limit flag is enforced", test_frame_limit_flag_is_enforced},
         {"bad flags are refused with a message", test_bad_flags_are_refused_with_a_message},
         {"config file sets flags", test_config_file_sets_flags},
+        {"redis over a unix socket", test_redis_over_a_unix_socket},
         {NULL, NULL}};
     return th_run("broker limits", tests);
 }
