@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -37,6 +38,23 @@ long long tc_stat(tc *t, const char *name) {
             return (long long)v->via.u64;
     }
     return -1;
+}
+
+bool tc_wait_ready(int port, int timeout_ms) {
+    tc t;
+    if (!tc_connect(&t, port, "producer")) return false;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long deadline = now.tv_sec * 1000LL + now.tv_nsec / 1000000 + timeout_ms;
+    bool ready;
+    while (!(ready = tc_stat(&t, "enqueued") >= 0)) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec * 1000LL + now.tv_nsec / 1000000 > deadline) break;
+        struct timespec pause = {0, 20 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    tc_close(&t);
+    return ready;
 }
 
 bool tc_connect(tc *t, int port, const char *role) {

@@ -41,6 +41,9 @@ const cel_msg *tc_wait(tc *t, const char *id, unsigned timeout_ms);
 int tc_raw_connect(int port);
 /* A counter from the broker's stats ("acked", "failed", ...); -1 if missing. */
 long long tc_stat(tc *t, const char *name);
+/* The broker listens before its Redis connection is up and its scripts are loaded (requests
+ * meanwhile get UNAVAILABLE): waits until a request that needs Redis (STATS) is answered. */
+bool tc_wait_ready(int port, int timeout_ms);
 /* Copies a cel_str into a NUL-terminated static buffer (one of 8 rotating). */
 const char *tc_s(cel_str s);
 

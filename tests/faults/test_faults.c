@@ -45,7 +45,9 @@ static bool fenv_start_redis_conf(fenv *e, const char *redis_conf, char *const b
     e->p.fd = -1;
     if (!th_redis_start(&e->redis, redis_conf)) return false;
     snprintf(e->log, sizeof e->log, "%s/deliveries.log", e->redis.dir);
-    if (!th_broker_start(&e->broker, &e->redis, bflags ? bflags : broker_flags)) return false;
+    if (!th_broker_start(&e->broker, &e->redis, bflags ? bflags : broker_flags) ||
+        !tc_wait_ready(e->broker.port, 10000))
+        return false;
     return fc_connect(&e->p, e->broker.port, "producer");
 }
 

@@ -18,16 +18,8 @@ typedef struct env {
     th_proc broker;
 } env;
 
-/* The broker listens before its Redis connection is up and its scripts are loaded (requests
- * meanwhile get UNAVAILABLE): waits until a request that needs Redis (STATS) is answered. */
 static inline bool env_wait_ready(int port) {
-    tc t;
-    if (!tc_connect(&t, port, "producer")) return false;
-    long long deadline = th_now_ms() + 10000;
-    bool ready = false;
-    while (!(ready = tc_stat(&t, "enqueued") >= 0) && th_now_ms() < deadline) th_sleep_ms(20);
-    tc_close(&t);
-    return ready;
+    return tc_wait_ready(port, 10000);
 }
 
 static inline bool env_start(env *e, char *const extra[]) {

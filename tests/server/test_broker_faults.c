@@ -173,7 +173,7 @@ static void test_two_brokers_one_redis_ack_every_task_once(void) {
     env e;
     CU_ASSERT_FATAL(env_start(&e, NULL));
     th_proc b2;
-    CU_ASSERT_FATAL(th_broker_start(&b2, &e.redis, fast_flags));
+    CU_ASSERT_FATAL(th_broker_start(&b2, &e.redis, fast_flags) && env_wait_ready(b2.port));
     enum { N = 10000 };
     tc p1, p2, ws[2];
     CU_ASSERT_FATAL(tc_connect(&p1, e.broker.port, "producer"));

@@ -156,7 +156,7 @@ static void test_redis_over_a_unix_socket(void) {
     CU_ASSERT_FATAL(th_redis_start(&r, conf));
     th_proc b;
     char *flags[] = {"--redis-socket", sock, "--redis-port", "1", NULL};
-    CU_ASSERT_FATAL(th_broker_start(&b, &r, flags));
+    CU_ASSERT_FATAL(th_broker_start(&b, &r, flags) && env_wait_ready(b.port));
     tc t;
     CU_ASSERT_FATAL(tc_connect(&t, b.port, "producer"));
     const cel_msg *r1 = tc_enqueue_sync(&t, "q", "celeriac.noop", "via-socket");

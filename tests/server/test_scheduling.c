@@ -230,7 +230,8 @@ static void test_pause_survives_broker_restart(void) {
     tc_close(&p);
     int st = th_proc_stop(&e.broker, SIGTERM);
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    CU_ASSERT_FATAL(th_broker_start(&e.broker, &e.redis, sched_flags));
+    CU_ASSERT_FATAL(th_broker_start(&e.broker, &e.redis, sched_flags) &&
+                    env_wait_ready(e.broker.port));
     CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "admin"));
     CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
     tc_consume(&w, "held", 1);

@@ -37,7 +37,8 @@ static inline bool env_start(env *e, char *const broker_extra[], char *const wor
     memset(e, 0, sizeof *e);
     e->p.fd = -1;
     if (!th_redis_start(&e->redis, NULL)) return false;
-    if (!th_broker_start(&e->broker, &e->redis, broker_extra ? broker_extra : broker_flags))
+    if (!th_broker_start(&e->broker, &e->redis, broker_extra ? broker_extra : broker_flags) ||
+        !tc_wait_ready(e->broker.port, 10000))
         return false;
     if (worker_flags != (void *)-1 && !th_worker_start(&e->worker, e->broker.port, worker_flags))
         return false;
