@@ -207,7 +207,7 @@ for _ in $(seq 600); do
   kill -0 "$PRODUCER" 2>/dev/null || break
   sleep 0.1
 done
-VICTIM=$("${DC[@]}" ps -q worker | head -n 1)
+VICTIM=$("${DC[@]}" ps -q worker | sed -n 1p)  # sed reads all: no SIGPIPE under pipefail
 busy=$(docker exec "$BROKER" bash -c 'exec 3<>/dev/tcp/127.0.0.1/7878; echo WORKERS >&3; read -r l <&3; echo "$l"' \
   | grep -o '"busy":[0-9]*' | paste -sd ' ')
 docker kill "$VICTIM" > /dev/null
@@ -225,7 +225,7 @@ RESULT=$("${RUN[@]}" bash -c '
   done
   echo "$ok $bad $again"' _ "$TASKS" 2> "$W/checker.log") || true
 read -r OK BAD AGAIN <<< "$RESULT"
-grep '^e2e-' "$W/checker.log" | head -n 20 || true
+grep "^e2e-" "$W/checker.log" | sed -n 1,20p || true
 REQUEUED=$(stat requeued)
 phase "results: ${OK:-?} succeeded, ${BAD:-?} not, of $TASKS enqueued; $AGAIN ran more than once; broker requeued $REQUEUED leases"
 if [ "${OK:-0}" -ne "$TASKS" ] || [ "${BAD:-1}" -ne 0 ]; then
@@ -235,7 +235,7 @@ fi
 
 # SIGTERM drains: a running task finishes, then the worker exits 0 (not SIGKILLed at the grace).
 SURVIVOR=$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" \
-  --filter "label=com.docker.compose.service=worker" | head -n 1)
+  --filter "label=com.docker.compose.service=worker" | sed -n 1p)
 [ -n "$SURVIVOR" ] || die "no running worker left"
 docker exec "$BROKER" celeriac enqueue --id drain-1 celeriac.sleep 2 > /dev/null
 for _ in $(seq 100); do
