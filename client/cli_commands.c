@@ -255,13 +255,17 @@ static int one_id(cli *g, int argc, char **argv, const char **id) {
     return rc;
 }
 
+/* one_id, then the connection: the shared start of status and cancel. */
+static int one_id_connected(cli *g, int argc, char **argv, const char **id, celeriac **c) {
+    int rc = one_id(g, argc, argv, id);
+    return rc == CLI_OK ? cli_connect(g, c) : rc;
+}
+
 static int cmd_status(cli *g, int argc, char **argv) {
     const char *id;
-    int rc = one_id(g, argc, argv, &id);
-    if (rc != CLI_OK) return rc;
     celeriac *c;
-    int connected = cli_connect(g, &c);
-    if (connected != CLI_OK) return connected;
+    int rc = one_id_connected(g, argc, argv, &id, &c);
+    if (rc != CLI_OK) return rc;
     celeriac_task_info t;
     int r = celeriac_status(c, id, &t);
     rc = r == CELERIAC_OK ? CLI_OK : cli_failed(g, c, id, r);
@@ -273,11 +277,9 @@ static int cmd_status(cli *g, int argc, char **argv) {
 
 static int cmd_cancel(cli *g, int argc, char **argv) {
     const char *id;
-    int rc = one_id(g, argc, argv, &id);
-    if (rc != CLI_OK) return rc;
     celeriac *c;
-    int connected = cli_connect(g, &c);
-    if (connected != CLI_OK) return connected;
+    int rc = one_id_connected(g, argc, argv, &id, &c);
+    if (rc != CLI_OK) return rc;
     int r = celeriac_cancel(c, id);
     rc = r == CELERIAC_OK ? CLI_OK : cli_failed(g, c, id, r);
     if (r == CELERIAC_OK) {
