@@ -21,7 +21,7 @@ for target in fuzz_frame fuzz_msg fuzz_text fuzz_redis_reply; do
         -max_len=65536 -timeout=10 -print_final_stats=1 > "$work/$target.log" 2>&1); then
     tail -40 "$work/$target.log"
     echo "fuzz: $target FAILED (crash input kept in $work is removed on exit; rerun to reproduce)"
-    ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* 2>/dev/null | while read -r f; do
+    ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* 2>/dev/null | while read -r f; do
       mkdir -p build/fuzz-crashes && cp "$f" build/fuzz-crashes/; done
     exit 1
   fi

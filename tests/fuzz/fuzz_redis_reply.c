@@ -29,10 +29,11 @@ void conn_send_error(cel_client *c, uint64_t seq, cel_err code, const char *msg)
 /* hiredis 0.14 allocates an array reply's element table from its declared count at once (it has
  * no maxelements yet), so "*2147483647" is a 16 GiB calloc: a reader limit, not ours. Inputs
  * declaring more than 1,000 elements in an array are skipped: with hundreds of such headers in
- * one input, even 100,000 each added up past the fuzzer's memory limit. */
+ * one input, even 100,000 each added up past the fuzzer's memory limit. Every '*' counts, not only
+ * those at a line start: after a malformed reply the reader may take a header from mid-line. */
 static bool declares_huge_array(const uint8_t *d, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        if (d[i] != '*' || (i > 0 && d[i - 1] != '\n')) continue;
+        if (d[i] != '*') continue;
         unsigned long long v = 0;
         for (size_t k = i + 1; k < n && d[k] >= '0' && d[k] <= '9' && v <= 1000; k++)
             v = v * 10 + (d[k] - '0');
