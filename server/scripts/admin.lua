@@ -25,7 +25,7 @@ elseif action == 'purge' then
   local n = 0
   for _, set in ipairs({'ready', 'delayed'}) do
     for _, id in ipairs(redis.call('ZRANGE', qk(q, set), 0, -1)) do
-      redis.call('DEL', tk(q, id), ik(id))
+      redis.call('DEL', tk(id))
       n = n + 1
     end
     redis.call('DEL', qk(q, set))
@@ -41,9 +41,9 @@ else
 end
 for _, id in ipairs(ids) do
   redis.call('ZREM', qk(q, 'dead'), id)
-  local key = tk(q, id)
+  local key = tk(id)
   if action == 'dead_purge' then
-    redis.call('DEL', key, ik(id))
+    redis.call('DEL', key)
   else
     -- A fresh start: its retry budget and crash count begin again.
     redis.call('HSET', key, 'at', 0, 'kl', 0)

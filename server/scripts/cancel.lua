@@ -2,11 +2,9 @@
 -- running, so the broker can tell that worker), {'ENDED', queue, state} when it had already
 -- ended (a second cancel included), or {'NOT_FOUND'}.
 local id = ARGV[2]
-local q = redis.call('GET', ik(id))
-if not q then return {'NOT_FOUND'} end
-local key = tk(q, id)
-local h = redis.call('HMGET', key, 'st', 'tok', 'w')
-local st = h[1]
+local key = tk(id)
+local h = redis.call('HMGET', key, 'st', 'tok', 'w', 'q')
+local st, q = h[1], h[4]
 if not st then return {'NOT_FOUND'} end
 local now = now_ms()
 if st == 'queued' then
@@ -19,6 +17,6 @@ else
   return {'ENDED', q, st}
 end
 redis.call('HSET', key, 'rs', 'cancelled')
-finish(q, id, key, 'cancelled', now)
+finish(q, key, 'cancelled', now)
 if st == 'active' then return {'cancelled', q, h[2], h[3]} end
 return {'cancelled', q}

@@ -1,20 +1,22 @@
 -- Shared by every celeriac script. ARGV[1] is the key prefix. Keys of one queue share the hash
--- tag {queue}; the id index (prefix:id:ID) maps a task id to its queue.
+-- tag {queue}; a task's hash is named by its id alone, so an id finds its task (and, in field
+-- q, its queue) in one lookup.
 local P = ARGV[1]
 local function qk(q, s) return P .. ':{' .. q .. '}:' .. s end
-local function tk(q, id) return P .. ':{' .. q .. '}:t:' .. id end
-local function ik(id) return P .. ':id:' .. id end
+local function tk(id) return P .. ':t:' .. id end
+-- Redis turns a Lua number argument into text with "%.17g", a slow floating-point path that
+-- showed in profiles: integers go to redis.call as strings made here.
+local function int(n) return string.format('%d', n) end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- Ends a task: its hash and id index expire after the result TTL.
-local function finish(q, id, key, state, now)
-  redis.call('HSET', key, 'st', state, 'f', now)
+-- Ends a task: its hash expires after the result TTL.
+local function finish(q, key, state, now)
+  redis.call('HSET', key, 'st', state, 'f', int(now))
   local h = redis.call('HMGET', key, 'ttl', 'uk')
-  local ttl = tonumber(h[1]) or 86400
+  local ttl = h[1] or '86400'
   redis.call('EXPIRE', key, ttl)
-  redis.call('EXPIRE', ik(id), ttl)
   -- A unique key keeps deduplicating for as long as the result is kept.
   if h[2] and h[2] ~= '' then redis.call('EXPIRE', qk(q, 'u:' .. h[2]), ttl) end
 end
@@ -24,37 +26,73 @@ local function make_ready(q, id, key)
   redis.call('HSET', key, 'st', 'queued')
   redis.call('ZADD', qk(q, 'ready'), score, id)
 end
--- Leases up to n ready tasks of queue q to one worker, appending (id, name, args, attempt,
--- token, lease_ms, soft_ms, hard_ms) per task to out. Each gets a fresh fencing token, its
--- delivery count (attempt) goes up, and it enters the leased set with its deadline. Cost per
--- task: one HMGET and one HSET; tokens and the leased set are written once per call.
-local function lease_ready(q, n, default_lease, worker, out)
+-- Fencing tokens come from the queue's sequence counter: unique and growing per queue. One
+-- INCRBY reserves a block of count numbers; returns the number before the first.
+local function reserve_seq(q, count)
+  return redis.call('INCRBY', qk(q, 'seq'), count) - count
+end
+local function zadd_chunks(key, s)
+  -- Lua's unpack takes a bounded number of values: members go in chunks.
+  for first = 1, #s, 2000 do
+    redis.call('ZADD', key, unpack(s, first, math.min(first + 1999, #s)))
+  end
+end
+-- Appends one leased task to a lease reply: (id, name, args, attempt, token, lease_ms, soft_ms,
+-- hard_ms).
+local function lease_out(out, id, name, args, at, tok, lease_ms, sm, hm)
+  out[#out + 1] = id; out[#out + 1] = name; out[#out + 1] = args; out[#out + 1] = at
+  out[#out + 1] = tok; out[#out + 1] = lease_ms; out[#out + 1] = sm; out[#out + 1] = hm
+end
+-- Writes a task created by this call (t: its fields by name) in one HSET.
+local function hset_task(id, t)
+  local f = {'q', t.q, 'n', t.n, 'a', t.a, 'p', t.p, 's', int(t.s), 'st', t.st, 'at', int(t.at),
+    'mr', t.mr, 'sm', t.sm, 'hm', t.hm, 'ttl', t.ttl, 'ex', t.exs, 'c', t.c, 'uk', t.uk}
+  if t.tok then
+    f[#f + 1] = 'tok'; f[#f + 1] = int(t.tok); f[#f + 1] = 'w'; f[#f + 1] = t.w
+    f[#f + 1] = 'sa'; f[#f + 1] = t.sa
+  end
+  redis.call('HSET', tk(id), unpack(f))
+end
+-- Leases the ids popped from q's ready set (flat id, score list) to one worker, appending each
+-- to out. Each gets a fresh fencing token from tok on, its delivery count (attempt) goes up,
+-- and it enters the leased set with its deadline. Cost per task: one HMGET and one HSET, or
+-- nothing for a task this call created (fresh: id → fields, written by the caller afterwards).
+local function lease_popped(q, popped, tok, now, default_lease, worker, out, fresh)
+  local leased = {}
+  local deadline, now_s = int(now + default_lease), int(now)
+  for i = 1, #popped, 2 do
+    local id = popped[i]
+    local key = tk(id)
+    local t = fresh and fresh[id]
+    local name, args, at, sm, hm
+    if t and (t.ex == 0 or now <= t.ex) then
+      name, args, at, sm, hm = t.n, t.a, t.at + 1, t.sm, t.hm
+      t.st, t.at, t.tok, t.w, t.sa = 'active', at, tok + 1, worker, now_s
+    else
+      -- An expired task of this call is written first, so it can be finished like any other.
+      if t then hset_task(id, t); fresh[id] = nil end
+      local h = redis.call('HMGET', key, 'n', 'a', 'at', 'sm', 'hm', 'ex')
+      local expires = tonumber(h[6]) or 0
+      if h[1] and expires > 0 and now > expires then
+        finish(q, key, 'expired', now)
+      elseif h[1] then
+        name, args, at, sm, hm = h[1], h[2], tonumber(h[3]) + 1, h[4], h[5]
+        redis.call('HSET', key, 'st', 'active', 'at', int(at), 'tok', int(tok + 1), 'w', worker,
+          'sa', now_s)
+      end
+    end
+    if name then
+      tok = tok + 1
+      leased[#leased + 1] = deadline; leased[#leased + 1] = id
+      lease_out(out, id, name, args, at, tok, default_lease, sm, hm)
+    end
+  end
+  zadd_chunks(qk(q, 'leased'), leased)
+end
+-- Leases up to n ready tasks of queue q to one worker (see lease_popped).
+local function lease_ready(q, n, default_lease, worker, out, now)
   if redis.call('EXISTS', qk(q, 'paused')) == 1 then return end
   local popped = redis.call('ZPOPMIN', qk(q, 'ready'), n)
   if #popped == 0 then return end
-  local leased = {}
-  local now = now_ms()
-  local deadline = now + default_lease
-  -- Tokens only need to be unique and growing per queue: one INCRBY reserves this call's block.
-  local tok = redis.call('INCRBY', qk(q, 'tok'), #popped / 2) - #popped / 2
-  for i = 1, #popped, 2 do
-    local id = popped[i]
-    local key = tk(q, id)
-    local h = redis.call('HMGET', key, 'n', 'a', 'at', 'sm', 'hm', 'ex')
-    local expires = tonumber(h[6]) or 0
-    if h[1] and expires > 0 and now > expires then
-      finish(q, id, key, 'expired', now)
-    elseif h[1] then
-      tok = tok + 1
-      local at = tonumber(h[3]) + 1
-      redis.call('HSET', key, 'st', 'active', 'at', at, 'tok', tok, 'w', worker, 'sa', now)
-      leased[#leased + 1] = deadline; leased[#leased + 1] = id
-      out[#out + 1] = id; out[#out + 1] = h[1]; out[#out + 1] = h[2]; out[#out + 1] = at
-      out[#out + 1] = tok; out[#out + 1] = default_lease; out[#out + 1] = h[4]
-      out[#out + 1] = h[5]
-    end
-  end
-  for first = 1, #leased, 2000 do
-    redis.call('ZADD', qk(q, 'leased'), unpack(leased, first, math.min(first + 1999, #leased)))
-  end
+  lease_popped(q, popped, reserve_seq(q, #popped / 2), now, default_lease, worker, out)
 end

@@ -10,7 +10,7 @@ for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
   local moved = 0
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', qk(q, 'leased'), '-inf', now, 'LIMIT', 0, max)) do
     redis.call('ZREM', qk(q, 'leased'), id)
-    local key = tk(q, id)
+    local key = tk(id)
     if redis.call('EXISTS', key) == 1 then
       redis.call('HSET', key, 'rs', 'lease_expired')
       make_ready(q, id, key)
@@ -19,7 +19,7 @@ for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
   end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', qk(q, 'delayed'), '-inf', now, 'LIMIT', 0, max)) do
     redis.call('ZREM', qk(q, 'delayed'), id)
-    local key = tk(q, id)
+    local key = tk(id)
     if redis.call('EXISTS', key) == 1 then
       make_ready(q, id, key)
       moved = moved + 1

@@ -3,8 +3,8 @@
 --   lease_ms), retry (0/1), reason, jitter (0..1 from the broker))
 -- Every worker outcome goes through here, fenced by the token: a stale token changes nothing.
 -- → one status per entry: a state name, 'ok', or 'LEASE_EXPIRED' / 'NOT_FOUND'.
--- Cost per ack: one HMGET, one HSET and the two expiries; leased-set removals for acks are
--- made once per queue per call.
+-- Cost per ack: one HMGET, one HSET and one EXPIRE; leased-set removals for acks are made once
+-- per queue per call.
 local base, cap, poison = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
 local now = now_ms()
@@ -16,15 +16,15 @@ local function fail(q, id, key, err, retry, reason, jitter)
   local at, mr = tonumber(h[1]), tonumber(h[2])
   redis.call('HSET', key, 'e', err, 'rs', reason)
   if reason == 'cancelled' then
-    finish(q, id, key, 'cancelled', now)
+    finish(q, key, 'cancelled', now)
     return 'cancelled'
   end
   if reason == 'worker_lost' then
     local kl = redis.call('HINCRBY', key, 'kl', 1)
     if kl >= poison then
-      finish(q, id, key, 'dead', now)
-      redis.call('PERSIST', key); redis.call('PERSIST', ik(id))
-      redis.call('ZADD', qk(q, 'dead'), now, id)
+      finish(q, key, 'dead', now)
+      redis.call('PERSIST', key)
+      redis.call('ZADD', qk(q, 'dead'), int(now), id)
       return 'dead'
     end
   end
@@ -33,16 +33,16 @@ local function fail(q, id, key, err, retry, reason, jitter)
     local delay = math.min(cap, base * 2 ^ (at - 1))
     delay = math.floor(delay / 2 + delay / 2 * tonumber(jitter))
     redis.call('HSET', key, 'st', 'retrying')
-    redis.call('ZADD', qk(q, 'delayed'), now + delay, id)
+    redis.call('ZADD', qk(q, 'delayed'), int(now + delay), id)
     return 'retrying'
   end
   if retry == '1' and mr > 0 then
-    finish(q, id, key, 'dead', now)
-    redis.call('PERSIST', key); redis.call('PERSIST', ik(id))
-    redis.call('ZADD', qk(q, 'dead'), now, id)
+    finish(q, key, 'dead', now)
+    redis.call('PERSIST', key)
+    redis.call('ZADD', qk(q, 'dead'), int(now), id)
     return 'dead'
   end
-  finish(q, id, key, 'failed', now)
+  finish(q, key, 'failed', now)
   return 'failed'
 end
 
@@ -53,21 +53,20 @@ local function ack(q, id, key, result, ttl, uk)
   local ids = acked[q]
   if not ids then ids = {}; acked[q] = ids end
   ids[#ids + 1] = id
-  ttl = tonumber(ttl) or 86400
-  redis.call('HSET', key, 'r', result, 'st', 'succeeded', 'f', now)
+  ttl = ttl or '86400'
+  redis.call('HSET', key, 'r', result, 'st', 'succeeded', 'f', int(now))
   redis.call('EXPIRE', key, ttl)
-  redis.call('EXPIRE', ik(id), ttl)
   if uk and uk ~= '' then redis.call('EXPIRE', qk(q, 'u:' .. uk), ttl) end
 end
 
 for i = 0, n - 1 do
   local b = 6 + i * 8
   local op, q, id, tok = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local key = tk(id)
+  local h = redis.call('HMGET', key, 'st', 'tok', 'ttl', 'uk', 'q')
   -- A worker resending an outcome after a reconnect no longer knows the lease's queue.
-  if q == '' then q = redis.call('GET', ik(id)) or '' end
-  local key = tk(q, id)
-  local h = redis.call('HMGET', key, 'st', 'tok', 'ttl', 'uk')
-  if q == '' or not h[1] then
+  if q == '' then q = h[5] or '' end
+  if not h[1] then
     out[#out + 1] = 'NOT_FOUND'
   elseif h[1] ~= 'active' or h[2] ~= tok then
     out[#out + 1] = 'LEASE_EXPIRED'
@@ -77,7 +76,7 @@ for i = 0, n - 1 do
   elseif op == 'fail' then
     out[#out + 1] = fail(q, id, key, ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7])
   elseif op == 'touch' then
-    redis.call('ZADD', qk(q, 'leased'), 'XX', now + tonumber(ARGV[b + 4]), id)
+    redis.call('ZADD', qk(q, 'leased'), 'XX', int(now + tonumber(ARGV[b + 4])), id)
     out[#out + 1] = 'ok'
   else
     redis.call('ZREM', qk(q, 'leased'), id)

@@ -77,6 +77,64 @@ static void test_higher_priority_first_fifo_within_priority(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+static void ack_task(tc *w, const char *id, uint64_t tok) {
+    cel_msg a;
+    tc_msg(&a, CEL_OP_ACK);
+    a.id = cel_str_c(id), a.token = tok;
+    cel_msg_set(&a, CEL_F_ID), cel_msg_set(&a, CEL_F_TOKEN);
+    tc_send(w, &a); /* its reply is skipped by next_task */
+}
+
+/* A worker waits on an empty queue; one enqueue call brings six tasks (one id twice). The lease
+ * made in that same call must take the call's best tasks, not its first ones, and the rest must
+ * follow in priority order; the repeated id is answered as existing, not stored twice. */
+static void test_waiting_worker_gets_the_calls_best_tasks_first(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, sched_flags));
+    tc p, w;
+    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    CU_ASSERT_FATAL(tc_consume(&w, "fq", 2) != NULL);
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    const int prio[] = {1, 5, 9, 9, 5, 0};
+    const char *ids[] = {"a1", "b5", "a1", "d9", "e5", "f0"};
+    cel_buf all;
+    cel_buf_init(&all);
+    uint64_t first = p.seq + 1;
+    for (int i = 0; i < 6; i++) {
+        cel_msg m;
+        tc_msg(&m, CEL_OP_ENQUEUE);
+        m.seq = ++p.seq, cel_msg_set(&m, CEL_F_SEQ);
+        m.queue = cel_str_c("fq"), m.task = cel_str_c("t"), m.id = cel_str_c(ids[i]);
+        m.priority = prio[i];
+        cel_msg_set(&m, CEL_F_QUEUE), cel_msg_set(&m, CEL_F_TASK), cel_msg_set(&m, CEL_F_ID);
+        cel_msg_set(&m, CEL_F_PRIORITY);
+        CU_ASSERT_FATAL(cel_msg_encode(&all, &m, UINT32_MAX, NULL) == CEL_OK);
+    }
+    /* One write, so the broker reads the six together and sends them in one enqueue call. */
+    tc_send_raw(&p, all.data, all.len);
+    cel_buf_free(&all);
+    for (uint64_t seq = first; seq < first + 6; seq++) {
+        const cel_msg *r = tc_reply(&p, seq, 5000);
+        CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+        CU_ASSERT_EQUAL(r->existed, seq == first + 2);
+    }
+    const char *want[] = {"d9", "b5", "e5", "a1", "f0"};
+    for (int i = 0; i < 5; i++) {
+        char id[64];
+        uint64_t tok, attempt;
+        CU_ASSERT_FATAL(next_task(&w, id, sizeof id, &tok, &attempt, 3000));
+        CU_ASSERT_STRING_EQUAL(id, want[i]);
+        CU_ASSERT_EQUAL(attempt, 1);
+        ack_task(&w, id, tok);
+    }
+    /* Each task was stored once, with its first priority, and ended as succeeded. */
+    const cel_msg *st = tc_wait(&p, "a1", 3000);
+    CU_ASSERT_FATAL(st != NULL);
+    CU_ASSERT_STRING_EQUAL(tc_s(st->state), "succeeded");
+    CU_ASSERT_EQUAL(tc_stat(&p, "enqueued"), 5);
+    env_stop_pw(&e, &p, &w);
+}
+
 static void test_delayed_task_runs_when_due_not_before(void) {
     env e;
     tc p, w;
@@ -330,6 +388,8 @@ int main(void) {
     static const th_test tests[] = {
         {"higher priority first, FIFO within a priority",
          test_higher_priority_first_fifo_within_priority},
+        {"a waiting worker gets the enqueue call's best tasks first",
+         test_waiting_worker_gets_the_calls_best_tasks_first},
         {"delayed task runs when due, not before", test_delayed_task_runs_when_due_not_before},
         {"delay is kept to the millisecond, not the reaper tick",
          test_delay_is_kept_to_the_millisecond_not_the_reaper_tick},

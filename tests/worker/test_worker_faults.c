@@ -311,7 +311,7 @@ static void test_ten_thousand_delayed_tasks_due_at_once_run_exactly_once(void) {
     CU_ASSERT_EQUAL(left, 0);
     /* Every task succeeded on its first and only delivery. */
     int once = 0;
-    for (int i = 0; i < N; i++) redisAppendCommand(rc, "HMGET cel:{default}:t:late-%d st at", i);
+    for (int i = 0; i < N; i++) redisAppendCommand(rc, "HMGET cel:t:late-%d st at", i);
     for (int i = 0; i < N; i++) {
         redisReply *rep = NULL;
         redisGetReply(rc, (void **)&rep);
