@@ -54,6 +54,8 @@ struct cel_client {
     bool text_busy;     /* text: a command's reply is still to come */
     bool text_eof;      /* text: the peer half-closed; close after the last reply */
     bool text_in_input; /* text: inside text_input (replies must not re-enter it) */
+    bool flush_queued;  /* output waits for this loop turn's flush (see conn_flush_all) */
+    TAILQ_ENTRY(cel_client) flush_link;
     uint32_t credits;
     cel_queue **queues;
     size_t nqueues;
@@ -110,6 +112,8 @@ struct cel_server {
     cel_rates rates;
     struct event *rate_timer;
     struct event *reap_soon; /* one-shot: the next delayed task's due time */
+    struct event *flush;     /* active when clients have output to write this loop turn */
+    TAILQ_HEAD(, cel_client) to_flush;
     long long started_ms;
     bool stopping;
     int script[16];
@@ -140,6 +144,7 @@ void conn_send(cel_client *c, const cel_msg *m);
 void conn_send_error(cel_client *c, uint64_t seq, cel_err code, const char *msg);
 void conn_close(cel_client *c, const char *why);
 void conn_close_after_write(cel_client *c);
+void conn_flush_all(evutil_socket_t fd, short what, void *arg);
 void client_ref(cel_client *c);
 /* Drops a reference; returns false (and frees c) when c is closed and this was the last. */
 bool client_unref(cel_client *c);

@@ -2,6 +2,7 @@
  * enforce the per-connection limits (frame size, hello deadline, idle timeout, output buffer),
  * and close. Protocol meaning lives in ops.c and text.c; this file only moves bytes. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -196,9 +197,12 @@ static void on_read(struct bufferevent *bev, void *arg) {
         read_binary(c);
 }
 
-static void on_write(struct bufferevent *bev, void *arg) {
-    cel_client *c = arg;
+/* After output was written: back to direct flushes once it is all out, close a closing
+ * connection, resume reading a paused one once its replies drained to half the soft limit. */
+static void output_written(cel_client *c) {
+    struct bufferevent *bev = c->bev;
     size_t left = evbuffer_get_length(bufferevent_get_output(bev));
+    if (left == 0) bufferevent_disable(bev, EV_WRITE);
     if (c->closing && left == 0) {
         conn_close(c, "closed after error");
         return;
@@ -209,6 +213,59 @@ static void on_write(struct bufferevent *bev, void *arg) {
         bufferevent_enable(bev, EV_READ);
         on_read(bev, c); /* frames may be waiting already */
     }
+}
+
+static void on_write(struct bufferevent *bev, void *arg) {
+    (void)bev;
+    output_written(arg);
+}
+
+/* Writes a client's output straight to its socket; only what the socket does not take is
+ * left to libevent's write event. A reply then costs one write(), not an epoll_ctl to arm
+ * the write event, a loop turn and another epoll_ctl to disarm it. */
+static void conn_flush(cel_client *c) {
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) > 0) {
+        /* A bufferevent keeps its output's start frozen but while it writes itself. */
+        evbuffer_unfreeze(out, 1);
+        int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+        int err = errno;
+        evbuffer_freeze(out, 1);
+        if (n < 0 && err != EAGAIN && err != EINTR) {
+            conn_close(c, "socket error");
+            return;
+        }
+    }
+    if (evbuffer_get_length(out) > 0) bufferevent_enable(c->bev, EV_WRITE);
+    else output_written(c);
+}
+
+/* Runs once per loop turn in which replies were queued, after the callbacks that queued them:
+ * all of a turn's replies to one client leave in one write. */
+void conn_flush_all(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    cel_server *s = arg;
+    cel_client *c;
+    while ((c = TAILQ_FIRST(&s->to_flush))) {
+        TAILQ_REMOVE(&s->to_flush, c, flush_link);
+        c->flush_queued = false;
+        if (client_alive(c)) conn_flush(c);
+        client_unref(c);
+    }
+}
+
+/* Output was added: unless libevent is already writing this client's output, queue it for
+ * this loop turn's flush. */
+static void on_output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
+    (void)buf;
+    cel_client *c = arg;
+    if (info->n_added == 0 || c->flush_queued || !client_alive(c) ||
+        (bufferevent_get_enabled(c->bev) & EV_WRITE))
+        return;
+    c->flush_queued = true;
+    client_ref(c);
+    TAILQ_INSERT_TAIL(&c->srv->to_flush, c, flush_link);
+    event_active(c->srv->flush, EV_TIMEOUT, 1);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg) {
@@ -286,7 +343,8 @@ void conn_accept(cel_server *s, evutil_socket_t fd, struct sockaddr *sa, int sal
     /* Read no more than one maximal frame ahead of what has been processed. */
     bufferevent_setwatermark(bev, EV_READ, 0, s->cfg->max_frame + CEL_FRAME_HEADER);
     bufferevent_setcb(bev, on_read, on_write, on_event, c);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    evbuffer_add_cb(bufferevent_get_output(bev), on_output_added, c);
+    bufferevent_enable(bev, EV_READ);
     c->timer = evtimer_new(s->base, on_timer, c);
     struct timeval tv = {s->cfg->hello_timeout_ms / 1000, (s->cfg->hello_timeout_ms % 1000) * 1000};
     evtimer_add(c->timer, &tv);

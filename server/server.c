@@ -183,6 +183,7 @@ static struct event *timer_every(cel_server *s, int ms, event_callback_fn fn) {
 static void server_free(cel_server *s) {
     cel_client *c;
     while ((c = TAILQ_FIRST(&s->clients))) conn_close(c, "broker stopping");
+    conn_flush_all(-1, 0, s); /* drops the closed clients still queued for a flush */
     cel_redis_free(s->redis);
     waiters_free(s->waiters);
     while (s->queues) {
@@ -193,7 +194,8 @@ static void server_free(cel_server *s) {
     }
     if (s->listener) evconnlistener_free(s->listener);
     struct event *evs[] = {s->reaper,  s->poll,    s->accept_retry, s->sig_term,
-                           s->sig_int, s->sig_hup, s->rate_timer,   s->reap_soon};
+                           s->sig_int, s->sig_hup, s->rate_timer,   s->reap_soon,
+                           s->flush};
     for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
         if (evs[i]) event_free(evs[i]);
     cel_buf_free(&s->out);
@@ -207,6 +209,7 @@ int server_run(cel_config *cfg) {
     s->cfg = cfg;
     s->started_ms = cel_now_ms();
     TAILQ_INIT(&s->clients);
+    TAILQ_INIT(&s->to_flush);
     msgpack_zone_init(&s->zone, 4096);
     broker_id_init(s);
     signal(SIGPIPE, SIG_IGN);
@@ -225,6 +228,7 @@ int server_run(cel_config *cfg) {
     s->poll = timer_every(s, cfg->poll_ms, on_poll);
     s->rate_timer = timer_every(s, RATE_WINDOW_MS, on_rates);
     s->reap_soon = evtimer_new(s->base, on_reaper, s);
+    s->flush = event_new(s->base, -1, 0, conn_flush_all, s);
     log_info("celeriacd %s listening on %s:%d, redis %s:%d, prefix '%s'", s->broker_id, cfg->listen,
              cfg->port, cfg->redis_socket[0] ? cfg->redis_socket : cfg->redis_host, cfg->redis_port,
              cfg->prefix);
