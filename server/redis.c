@@ -4,7 +4,7 @@
  * Redis that is not there: callers get UNAVAILABLE at once and their clients can retry. */
 #include "redis.h"
 
-#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -313,7 +313,13 @@ static void start_connect(cel_redis *r) {
     r->state = R_CONNECTING;
     r->stats.reconnects++;
     r->connect_deadline_ms = cel_now_us() / 1000 + c->redis_timeout_ms;
-    redisLibeventAttach(r->ac, r->base);
+    if (cel_redis_attach(r->ac, r->base) != REDIS_OK) {
+        log_warn("redis connect: out of memory");
+        redisAsyncFree(r->ac);
+        r->ac = NULL;
+        schedule_connect(r);
+        return;
+    }
     redisAsyncSetConnectCallback(r->ac, on_connect);
     redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
 }

@@ -26,6 +26,9 @@ typedef struct cel_redis_stats {
 /* on_ready runs each time the connection becomes usable (first connect and every reconnect). */
 cel_redis *cel_redis_new(struct event_base *base, const cel_config *cfg,
                          void (*on_ready)(void *arg), void *arg);
+/* redis_io.c: runs a hiredis async context on base, one write per loop turn (REDIS_OK/ERR). */
+struct redisAsyncContext;
+int cel_redis_attach(struct redisAsyncContext *ac, struct event_base *base);
 /* Fails everything in flight with CEL_E_UNAVAILABLE and closes. */
 void cel_redis_free(cel_redis *r);
 bool cel_redis_ready(const cel_redis *r);
