@@ -6,7 +6,7 @@
 #   CELERIAC_BROKER              broker address(es), comma-separated    (default broker:7878)
 #   CELERIAC_QUEUES              queues to take tasks from              (default default)
 #   CELERIAC_WORKER_CONCURRENCY  tasks run at once                       (default 4)
-#   CELERIAC_WORKER_POOL         prefork or threads                     (default prefork)
+#   CELERIAC_WORKER_POOL         prefork, threads or solo               (default prefork)
 #   CELERIAC_DRAIN_TIMEOUT_MS    SIGTERM: wait this long for running tasks (default 30000)
 #   CELERIAC_PLUGIN_DIRS         directories whose *.so are all loaded, colon-separated
 #                                (default /usr/local/lib/celeriac/plugins:/plugins)

@@ -27,11 +27,14 @@ static void usage(void) {
         "\n"
         "Tasks and pool:\n"
         "  --plugin PATH.so         load task handlers (celeriac_plugin_init); repeatable\n"
-        "  --pool prefork|threads   prefork (default): a child process per slot; a task that\n"
+        "  --pool prefork|threads|solo\n"
+        "                           prefork (default): a child process per slot; a task that\n"
         "                           crashes kills only its child (task fails, reason worker_lost)\n"
         "                           and a new child takes over. threads: cheaper, no isolation; a\n"
         "                           crash kills the worker, and at a hard limit the thread is\n"
-        "                           abandoned, not killed\n"
+        "                           abandoned, not killed. solo: tasks run one at a time in the\n"
+        "                           worker's own loop (fastest for short tasks; concurrency 1,\n"
+        "                           no hard limit, heartbeats and touches wait while one runs)\n"
         "  --concurrency N          tasks run at once (default: number of CPUs)\n"
         "  --prefetch M             tasks held ready beyond those running (default 1); the worker\n"
         "                           asks the broker for concurrency + prefetch tasks at a time\n"
@@ -154,8 +157,10 @@ static bool apply(cel_worker_config *c, int opt, char *val) {
     case OPT_QUEUES:
         return split_queues(c, val);
     case OPT_POOL:
-        c->pool = !strcmp(val, "threads") ? CEL_POOL_THREADS : CEL_POOL_PREFORK;
-        return !strcmp(val, "prefork") || !strcmp(val, "threads");
+        c->pool = !strcmp(val, "threads") ? CEL_POOL_THREADS
+                  : !strcmp(val, "solo")  ? CEL_POOL_SOLO
+                                          : CEL_POOL_PREFORK;
+        return !strcmp(val, "prefork") || !strcmp(val, "threads") || !strcmp(val, "solo");
     case OPT_NAME:
         snprintf(c->name, sizeof c->name, "%s", val);
         return cel_utf8_valid(val, strlen(val)) && strlen(val) < sizeof c->name;
@@ -202,6 +207,7 @@ static int parse(cel_worker_config *c, int argc, char **argv) {
         return 2;
     }
     if (c->nbrokers == 0) c->brokers[c->nbrokers++] = "127.0.0.1:7878";
+    if (c->pool == CEL_POOL_SOLO) c->concurrency = 1; /* one loop, one task at a time */
     return 0;
 }
 

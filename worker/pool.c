@@ -19,6 +19,10 @@
 #define POOL_RESTART_RETRY_MS 1000
 
 static void slot_read(struct bufferevent *bev, void *arg);
+
+const char *cel_pool_kind_name(cel_pool_kind k) {
+    return k == CEL_POOL_THREADS ? "threads" : k == CEL_POOL_SOLO ? "solo" : "prefork";
+}
 static void slot_timer(evutil_socket_t fd, short what, void *arg);
 
 static void arm_ms(struct event *ev, long long ms) {
@@ -28,6 +32,7 @@ static void arm_ms(struct event *ev, long long ms) {
 
 static bool slot_start(cel_slot *s) {
     cel_pool *p = s->pool;
+    if (p->solo) return s->busy = false, s->end = SLOT_END_NONE, true;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return false;
     if (!p->ops->start(s, sv[1])) {
@@ -60,7 +65,7 @@ static void slot_release(cel_slot *s) {
 
 /* The task's outcome as the pool reports it: a cancelled task fails as cancelled whatever its
  * handler returned, because the broker has already settled it that way. */
-static void report(cel_slot *s, cel_msg *o) {
+void pool_report(cel_slot *s, cel_msg *o) {
     cel_pool *p = s->pool;
     if (s->end == SLOT_END_CANCEL) {
         o->op = CEL_OP_FAIL;
@@ -89,7 +94,7 @@ static void slot_read(struct bufferevent *bev, void *arg) {
         msgpack_zone_clear(&p->zone);
         /* Not busy: the outcome of a task the pool already reported (its hard limit). */
         if (cel_msg_decode(body, len, &p->zone, 0, &o, NULL) != CEL_OK || !s->busy) continue;
-        report(s, &o);
+        pool_report(s, &o);
     }
 }
 
@@ -166,12 +171,14 @@ cel_pool *pool_new(struct event_base *base, cel_pool_kind kind, int size,
     if (!p) return NULL;
     p->base = base, p->reg = r, p->cb = cb, p->arg = arg;
     p->ops = kind == CEL_POOL_THREADS ? &pool_threads_ops : &pool_prefork_ops;
+    p->solo = kind == CEL_POOL_SOLO;
+    if (p->solo) size = 1;
     msgpack_zone_init(&p->zone, 4096);
     cel_buf_init(&p->out);
     p->retry = evtimer_new(base, pool_retry, p);
     p->slots = calloc((size_t)size, sizeof *p->slots);
-    if (!p->retry || !p->slots || !p->ops->init(p)) {
-        log_error("pool: cannot set up a %s pool", kind == CEL_POOL_THREADS ? "thread" : "prefork");
+    if (!p->retry || !p->slots || !(p->solo ? solo_init(p) : p->ops->init(p))) {
+        log_error("pool: cannot set up a %s pool", cel_pool_kind_name(kind));
         return pool_free(p), NULL;
     }
     p->n = size;
@@ -199,7 +206,10 @@ void pool_free(cel_pool *p) {
         if (had_runner) p->ops->reap(s);
         if (s->timer) event_free(s->timer);
     }
-    p->ops->fini(p);
+    if (p->solo)
+        solo_fini(p);
+    else
+        p->ops->fini(p);
     if (p->retry) event_free(p->retry);
     msgpack_zone_destroy(&p->zone);
     cel_buf_free(&p->out);
@@ -215,7 +225,7 @@ int pool_busy(const cel_pool *p) {
 
 int pool_idle(const cel_pool *p) {
     int n = 0;
-    for (int i = 0; i < p->n; i++) n += !p->slots[i].busy && p->slots[i].bev;
+    for (int i = 0; i < p->n; i++) n += !p->slots[i].busy && (p->slots[i].bev || p->solo);
     return n;
 }
 
@@ -223,13 +233,15 @@ bool pool_run_frame(cel_pool *p, const uint8_t *frame, size_t len, cel_str id, u
                     uint64_t hard_ms) {
     for (int i = 0; i < p->n; i++) {
         cel_slot *s = &p->slots[i];
-        if (s->busy || !s->bev) continue;
-        if (bufferevent_write(s->bev, frame, len) != 0) return false;
+        if (s->busy || (!s->bev && !p->solo)) continue;
+        if (p->solo ? !solo_run(s, frame, len) : bufferevent_write(s->bev, frame, len) != 0)
+            return false;
         snprintf(s->id, sizeof s->id, "%.*s", (int)id.len, id.ptr);
         s->token = token, s->hard_ms = hard_ms;
         s->busy = true, s->end = SLOT_END_NONE;
         s->hard_deadline_ms = hard_ms ? cel_now_ms() + (long long)hard_ms : 0;
-        if (hard_ms) arm_ms(s->timer, (long long)hard_ms);
+        /* A solo task cannot be interrupted: its hard limit is not enforced (documented). */
+        if (hard_ms && !p->solo) arm_ms(s->timer, (long long)hard_ms);
         return true;
     }
     return false;
@@ -261,6 +273,11 @@ bool pool_running(const cel_pool *p, cel_str id, uint64_t token) {
 void pool_abort(cel_pool *p, cel_str id, uint64_t token, int grace_ms) {
     cel_slot *s = slot_running(p, id, token);
     if (!s || s->end != SLOT_END_NONE) return;
+    if (p->solo) {
+        /* The event loop runs only between solo tasks: this one has not started, and will not. */
+        s->end = SLOT_END_CANCEL;
+        return;
+    }
     cel_msg a;
     memset(&a, 0, sizeof a);
     a.op = CEL_OP_ABORT, a.id = id, a.token = token, a.reason = cel_str_c("cancelled");

@@ -45,6 +45,12 @@ typedef struct cel_pool_ops {
 
 extern const cel_pool_ops pool_prefork_ops, pool_threads_ops;
 
+/* The solo pool (pool_solo.c) has one slot and no runner process or thread: the task runs in
+ * the daemon's own event loop, from an event activated when the slot is handed a task. */
+bool solo_init(cel_pool *p);
+void solo_fini(cel_pool *p);
+bool solo_run(cel_slot *s, const uint8_t *frame, size_t len);
+
 struct cel_pool {
     struct event_base *base;
     const cel_pool_ops *ops;
@@ -57,10 +63,17 @@ struct cel_pool {
     struct event *retry;   /* restarts runners that could not be started */
     msgpack_zone zone;
     cel_buf out;
+    /* solo */
+    bool solo;
+    cel_runner *runner;
+    struct event *solo_ev;
+    cel_buf solo_frame;
 };
 
 /* The runner of s is gone (how: "killed by signal 11 (SIGSEGV)", "abandoned", ...): fails the
  * task it was running, if any, and starts a new runner. */
 void pool_slot_lost(cel_slot *s, const char *how);
+/* Reports the outcome of the task in s and frees the slot. */
+void pool_report(cel_slot *s, cel_msg *o);
 
 #endif

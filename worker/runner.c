@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -116,7 +117,7 @@ static bool read_frame(int fd, cel_buf *body) {
 
 bool celeriac_task_cancelled(celeriac_task_ctx *c) {
     struct pollfd p = {c->fd, POLLIN, 0};
-    if (c->cancelled || poll(&p, 1, 0) != 1) return c->cancelled;
+    if (c->cancelled || c->fd < 0 || poll(&p, 1, 0) != 1) return c->cancelled;
     /* An abort frame, or EOF: the pool gave up on this task (or is going away). Either way
      * nobody waits for its result any more. */
     cel_buf b;
@@ -204,18 +205,23 @@ static void write_all(int fd, const uint8_t *p, size_t n) {
     }
 }
 
-static void write_outcome(int fd, cel_buf *out, celeriac_task_ctx *ctx, const cel_msg *t, int rc) {
-    cel_msg o;
-    memset(&o, 0, sizeof o);
-    o.op = CEL_OP_ACK;
-    o.id = t->id, o.token = t->token;
-    cel_msg_set(&o, CEL_F_SEQ), cel_msg_set(&o, CEL_F_ID), cel_msg_set(&o, CEL_F_TOKEN);
+/* The ack or fail frame for a task that ran; its result stays in ctx until the next task. */
+static void make_outcome(cel_msg *o, celeriac_task_ctx *ctx, const cel_msg *t, int rc) {
+    memset(o, 0, sizeof *o);
+    o->op = CEL_OP_ACK;
+    o->id = t->id, o->token = t->token;
+    cel_msg_set(o, CEL_F_SEQ), cel_msg_set(o, CEL_F_ID), cel_msg_set(o, CEL_F_TOKEN);
     if (rc == CELERIAC_TASK_OK && ctx->has_result) {
-        o.result.bytes = ctx->result.data, o.result.len = (uint32_t)ctx->result.len;
-        cel_msg_set(&o, CEL_F_RESULT);
+        o->result.bytes = ctx->result.data, o->result.len = (uint32_t)ctx->result.len;
+        cel_msg_set(o, CEL_F_RESULT);
     }
     if (rc != CELERIAC_TASK_OK)
-        set_failure(&o, ctx->error, rc == CELERIAC_TASK_ERROR && !ctx->cancelled, fail_reason(ctx));
+        set_failure(o, ctx->error, rc == CELERIAC_TASK_ERROR && !ctx->cancelled, fail_reason(ctx));
+}
+
+static void write_outcome(int fd, cel_buf *out, celeriac_task_ctx *ctx, const cel_msg *t, int rc) {
+    cel_msg o;
+    make_outcome(&o, ctx, t, rc);
     cel_error err;
     cel_buf_reset(out);
     if (cel_msg_encode(out, &o, UINT32_MAX, &err) != CEL_OK) {
@@ -224,6 +230,13 @@ static void write_outcome(int fd, cel_buf *out, celeriac_task_ctx *ctx, const ce
         cel_msg_encode(out, &o, UINT32_MAX, NULL);
     }
     write_all(fd, out->data, out->len);
+}
+
+/* A task frame decoded into t (in zone); false for anything else, such as a late abort. */
+static bool decode_task(const uint8_t *frame, size_t len, msgpack_zone *zone, cel_msg *t) {
+    msgpack_zone_clear(zone);
+    return cel_msg_decode(frame, len, zone, CEL_HARD_MAX_DEPTH, t, NULL) == CEL_OK &&
+           t->op == CEL_OP_TASK;
 }
 
 void runner_loop(int fd, const celeriac_registry *r) {
@@ -238,14 +251,48 @@ void runner_loop(int fd, const celeriac_registry *r) {
         reopen_log_if_asked();
         if (!read_frame(fd, &frame)) break;
         cel_msg t;
-        msgpack_zone_clear(&zone);
-        /* Anything but a task is a late abort for a task already finished. */
-        if (cel_msg_decode(frame.data, frame.len, &zone, CEL_HARD_MAX_DEPTH, &t, NULL) != CEL_OK ||
-            t.op != CEL_OP_TASK)
-            continue;
+        if (!decode_task(frame.data, frame.len, &zone, &t)) continue;
         int rc = run_one(&ctx, r, &t);
         write_outcome(fd, &out, &ctx, &t, rc);
     }
     cel_buf_free(&frame), cel_buf_free(&out), cel_buf_free(&ctx.result);
     msgpack_zone_destroy(&zone);
+}
+
+/* ---- in the caller's own thread (the solo pool) ------------------------------------------ */
+
+struct cel_runner {
+    celeriac_task_ctx ctx;
+    const celeriac_registry *reg;
+    msgpack_zone zone;
+};
+
+cel_runner *runner_new(const celeriac_registry *r) {
+    cel_runner *rn = calloc(1, sizeof *rn);
+    if (!rn) return NULL;
+    rn->reg = r;
+    rn->ctx.fd = -1; /* no pool end to hear an abort from: see celeriac_task_cancelled */
+    cel_buf_init(&rn->ctx.result);
+    msgpack_zone_init(&rn->zone, 4096);
+    return rn;
+}
+
+bool runner_run(cel_runner *rn, const uint8_t *frame, size_t len, cel_msg *outcome) {
+    uint32_t body;
+    cel_msg t;
+    if (len < CEL_FRAME_HEADER ||
+        cel_frame_header_parse(frame, UINT32_MAX, &body, NULL) != CEL_OK ||
+        body != len - CEL_FRAME_HEADER ||
+        !decode_task(frame + CEL_FRAME_HEADER, body, &rn->zone, &t))
+        return false;
+    int rc = run_one(&rn->ctx, rn->reg, &t);
+    make_outcome(outcome, &rn->ctx, &t, rc);
+    return true;
+}
+
+void runner_free(cel_runner *rn) {
+    if (!rn) return;
+    cel_buf_free(&rn->ctx.result);
+    msgpack_zone_destroy(&rn->zone);
+    free(rn);
 }

@@ -590,7 +590,7 @@ int worker_run(const cel_worker_config *cfg, const celeriac_registry *reg) {
         return 1;
     }
     log_info("worker %s: %s pool of %d, prefetch %d, %zu queues, %zu brokers", cfg->name,
-             cfg->pool == CEL_POOL_PREFORK ? "prefork" : "threads", cfg->concurrency, cfg->prefetch,
+             cel_pool_kind_name(cfg->pool), cfg->concurrency, cfg->prefetch,
              cfg->nqueues, cfg->nbrokers);
     event_base_dispatch(w.base);
     log_info("stopped after %llu tasks", w.done);

@@ -46,10 +46,19 @@ int builtin_register(celeriac_registry *r);
 void runner_loop(int fd, const celeriac_registry *r);
 /* SIGHUP handler for prefork children: the runner reopens the log between tasks. */
 void runner_on_sighup(int sig);
+/* A runner in the caller's own thread (the solo pool): runner_run runs the task in one whole
+ * frame (header and body) and fills outcome (valid until the next run); false if the frame is
+ * not a task. */
+typedef struct cel_runner cel_runner;
+cel_runner *runner_new(const celeriac_registry *r);
+bool runner_run(cel_runner *rn, const uint8_t *frame, size_t len, cel_msg *outcome);
+void runner_free(cel_runner *rn);
 
 /* ---- pool.c: where tasks run --------------------------------------------------------------- */
 
-typedef enum cel_pool_kind { CEL_POOL_PREFORK, CEL_POOL_THREADS } cel_pool_kind;
+typedef enum cel_pool_kind { CEL_POOL_PREFORK, CEL_POOL_THREADS, CEL_POOL_SOLO } cel_pool_kind;
+
+const char *cel_pool_kind_name(cel_pool_kind k);
 
 typedef struct cel_pool cel_pool;
 /* The outcome of one task: an ack or fail message, valid only during the call. Exactly one per

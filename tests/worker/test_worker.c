@@ -62,6 +62,50 @@ static void test_plugin_tasks_in_both_pools(void) {
     }
 }
 
+/* --pool solo: tasks run in the worker process itself (no children), one at a time whatever
+ * --concurrency says; results, failures and soft limits as in the other pools; a crash ends the
+ * worker, and the broker takes its task back. */
+static void test_solo_pool(void) {
+    env e;
+    char *flags[] = {"--plugin",        TEST_PLUGIN, "--pool",     "solo",
+                     "--concurrency",   "4",         "--prefetch", "16",
+                     "--soft-limit-ms", "150",       NULL};
+    CU_ASSERT_FATAL(env_start(&e, NULL, flags));
+    CU_ASSERT(file_wait(e.worker.log, "solo pool of 1, prefetch 16", 5000));
+    char id[32];
+    for (int i = 0; i < 40; i++) {
+        const uint8_t args[] = {0x92, (uint8_t)i, 0x02}; /* [i, 2] */
+        snprintf(id, sizeof id, "add-%d", i);
+        enqueue(&e.p, id, "test.add", args, sizeof args);
+    }
+    enqueue(&e.p, "soft", "celeriac.sleep", ARGS_SLEEP_10, sizeof ARGS_SLEEP_10);
+    enqueue(&e.p, "fail", "celeriac.fail", NULL, 0);
+    enqueue(&e.p, "unknown", "no.such.task", NULL, 0);
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof id, "add-%d", i);
+        const cel_msg *r = finish(&e.p, id);
+        CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+        CU_ASSERT_FATAL(r->result.obj != NULL);
+        CU_ASSERT_EQUAL(r->result.obj->via.u64, (uint64_t)i + 2);
+    }
+    const cel_msg *r = finish(&e.p, "soft");
+    CU_ASSERT_STRING_EQUAL(tc_s(r->reason), "timeout");
+    CU_ASSERT(r->finished_ms - r->started_ms < 1500);
+    CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "fail")->reason), "error");
+    CU_ASSERT_PTR_NOT_NULL(strstr(tc_s(finish(&e.p, "unknown")->error), "unknown task"));
+    pid_t kids[4];
+    CU_ASSERT_EQUAL(children_of(e.worker.pid, kids, 4), 0);
+
+    enqueue(&e.p, "crash", "celeriac.crash", NULL, 0);
+    long long t0 = th_now_ms();
+    int st = th_stop(e.worker.pid, 0, 10000); /* 0: no signal, wait for the crash */
+    e.worker.pid = 0;
+    CU_ASSERT(th_now_ms() - t0 < 9000); /* it died by itself, not by th_stop's SIGKILL */
+    CU_ASSERT(!(WIFEXITED(st) && WEXITSTATUS(st) == 0));
+    CU_ASSERT(wait_state(&e.p, "crash", "queued", 5000));
+    env_stop(&e);
+}
+
 static const msgpack_object *map_get(const msgpack_object *m, const char *key) {
     for (uint32_t i = 0; m && m->type == MSGPACK_OBJECT_MAP && i < m->via.map.size; i++) {
         const msgpack_object *k = &m->via.map.ptr[i].key;
@@ -297,6 +341,7 @@ int main(void) {
     static const th_test tests[] = {
         {"built-in tasks end to end", test_builtin_tasks_end_to_end},
         {"plugin tasks in both pools", test_plugin_tasks_in_both_pools},
+        {"solo pool", test_solo_pool},
         {"example word-count plugin", test_example_wordcount_plugin},
         {"embedded worker runs its own tasks", test_embedded_worker_runs_its_own_tasks},
         {"time limits from the task and from flags", test_time_limits_from_task_and_flags},

@@ -20,7 +20,9 @@
  * Where a handler runs: plugins are loaded once, before the pool starts. With the prefork pool
  * (the default) each handler call runs in a pool child process, so a crash kills only that child
  * (the task fails with reason "worker_lost"); with --pool threads it runs on a pool thread and
- * must be thread-safe. Handlers keep no state between tasks that they cannot lose.
+ * must be thread-safe; with --pool solo it runs in the worker's own event loop, one task at a
+ * time (a crash ends the worker, and nothing is heard from the broker until it returns).
+ * Handlers keep no state between tasks that they cannot lose.
  *
  * A handler returns CELERIAC_TASK_OK, or CELERIAC_TASK_ERROR after describing the problem with
  * celeriac_task_error (the task fails and the broker retries it while the task's max_retries
