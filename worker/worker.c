@@ -590,8 +590,8 @@ int worker_run(const cel_worker_config *cfg, const celeriac_registry *reg) {
         return 1;
     }
     log_info("worker %s: %s pool of %d, prefetch %d, %zu queues, %zu brokers", cfg->name,
-             cel_pool_kind_name(cfg->pool), cfg->concurrency, cfg->prefetch,
-             cfg->nqueues, cfg->nbrokers);
+             cel_pool_kind_name(cfg->pool), cfg->concurrency, cfg->prefetch, cfg->nqueues,
+             cfg->nbrokers);
     event_base_dispatch(w.base);
     log_info("stopped after %llu tasks", w.done);
     worker_free(&w);
