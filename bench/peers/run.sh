@@ -170,12 +170,14 @@ case "$PEER" in
     start_bg celeriacd srv "$CB/server/celeriacd" --port "$CP" --redis-port "$RP" --log-level warn
     SERVER_PIDS+=("$LAST_PID"); wait_port "$CP"
     PRODUCER=("$CB/bench/celeriac-bench-producer" "127.0.0.1:$CP" bench)
-    # wK = K worker processes (prefork pool, one child each); -threads: thread pool; -pipe: the
-    # producer keeps 256 enqueues in flight (async API) instead of waiting for each.
+    # wK = K worker processes (prefork pool, one child each); -threads: thread pool; -solo: tasks
+    # run in the worker process itself; -pipe: the producer keeps 256 enqueues in flight (async
+    # API) instead of waiting for each.
     NW=${CONFIG%%-*}; NW=${NW#w}; POOLK=prefork
     [[ $CONFIG == *-threads* ]] && POOLK=threads
+    [[ $CONFIG == *-solo* ]] && POOLK=solo
     [[ $CONFIG == *-pipe* ]] && export BENCH_WINDOW=256
-    [[ $NW =~ ^[0-9]+$ ]] || { echo "celeriac config: wK[-threads][-pipe]" >&2; exit 2; }
+    [[ $NW =~ ^[0-9]+$ ]] || { echo "celeriac config: wK[-threads|-solo][-pipe]" >&2; exit 2; }
     start_workers() {
       for i in $(seq "$NW"); do
         BENCH_REC_DIR=$REC start_bg "worker$i" cli "$CB/worker/celeriac-worker" --broker "127.0.0.1:$CP" \
