@@ -50,6 +50,11 @@ void batch_arg_object(batch *b, const msgpack_object *o) {
     cel_buf_append(&b->args, pair, sizeof pair);
 }
 
+void batch_arg_since(batch *b, size_t start) {
+    uint32_t pair[2] = {(uint32_t)start, (uint32_t)(b->arena.len - start)};
+    cel_buf_append(&b->args, pair, sizeof pair);
+}
+
 void batch_arg_i64(batch *b, int64_t v) {
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);

@@ -22,7 +22,7 @@ typedef struct batch {
     cel_buf args;    /* uint32_t pairs (offset, length) into arena */
     cel_buf entries; /* batch_entry */
     size_t nentries;
-    size_t count_arg; /* index of the argument holding the entry count */
+    size_t count_arg;  /* index of the argument holding the entry count */
     lease_call *lease; /* enqueue: a lease carried by the same call (dispatch_reserve) */
 } batch;
 
@@ -34,6 +34,8 @@ void batch_arg_u64(batch *b, uint64_t v);
 /* One msgpack value, packed into the arena as one argument. */
 void batch_arg_object(batch *b, const msgpack_object *o);
 void batch_arg_i64(batch *b, int64_t v);
+/* The arena bytes appended since start (by the caller, into b->arena) become one argument. */
+void batch_arg_since(batch *b, size_t start);
 /* Reserves the entry-count argument; batch_send fills it. */
 void batch_arg_count(batch *b);
 batch_entry *batch_add_entry(batch *b, uint64_t seq, cel_op op);

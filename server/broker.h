@@ -189,7 +189,25 @@ void waiters_add(cel_server *s, cel_client *c, uint64_t seq, const char *id, siz
 void waiters_notify(cel_server *s, const char *id, size_t idlen);
 void waiters_client_gone(cel_server *s, cel_client *c);
 
-/* status.c: task_info replies from a status script reply */
+/* status.c: task_info replies from a status script reply, and the task body: what of a task
+ * only the broker reads, kept in one field ('d') of its Redis hash so that the scripts write and
+ * propagate one value instead of six. Layout: the msgpack array [name, priority, soft_ms,
+ * hard_ms, created_ms] followed by the args, one msgpack value. */
+/* Arguments per task of an enqueue call, and values per leased task in a lease reply (see
+ * scripts/enqueue.lua and scripts/prelude.lua). */
+#define ENQUEUE_FIELDS 10
+#define LEASE_FIELDS 5
+typedef struct task_body {
+    cel_str name;
+    int64_t priority, created_ms;
+    uint64_t soft_ms, hard_ms;
+    const uint8_t *args; /* inside the unpacked bytes */
+    uint32_t args_len;
+} task_body;
+/* Appends a body to out; args is one packed msgpack value. */
+bool task_body_pack(cel_buf *out, const task_body *b);
+/* False when p is not a well-formed body (its strings then point into p). */
+bool task_body_unpack(const char *p, size_t len, task_body *b);
 bool state_is_terminal(const char *st, size_t len);
 void status_reply(cel_client *c, uint64_t seq, const char *id, size_t idlen,
                   const redisReply *hash);

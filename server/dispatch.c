@@ -94,21 +94,30 @@ struct lease_call {
     char n[16], lease[24], worker[64]; /* the script's arguments */
 };
 
+/* A leased task as the script returns it: id, body, attempt, token, lease_ms. */
 static void push_task(cel_client *c, const redisReply *const *f) {
     cel_msg t;
+    task_body body;
     memset(&t, 0, sizeof t);
     t.op = CEL_OP_TASK;
     t.id = (cel_str){f[0]->str, (uint32_t)f[0]->len};
     t.queue = cel_str_c(c->leases[c->nleases - 1].queue->name);
-    t.task = (cel_str){f[1]->str, (uint32_t)f[1]->len};
-    t.args.bytes = (const uint8_t *)f[2]->str, t.args.len = (uint32_t)f[2]->len;
-    t.attempt = (uint64_t)f[3]->integer;
-    t.token = (uint64_t)f[4]->integer;
-    t.lease_ms = (uint64_t)f[5]->integer;
+    if (task_body_unpack(f[1]->str, f[1]->len, &body)) {
+        t.task = body.name;
+        t.args.bytes = body.args, t.args.len = body.args_len;
+        t.soft_ms = body.soft_ms, t.hard_ms = body.hard_ms;
+    } else {
+        /* Only a record written by something else looks like this; the worker fails it as an
+         * unknown task instead of the lease going round for ever. */
+        log_error("task %.*s: its stored body is unreadable", (int)t.id.len, t.id.ptr);
+        t.task = cel_str_c("celeriac.unreadable-task-record");
+        t.args.bytes = (const uint8_t *)"\x90", t.args.len = 1;
+    }
+    t.attempt = (uint64_t)f[2]->integer;
+    t.token = (uint64_t)f[3]->integer;
+    t.lease_ms = (uint64_t)f[4]->integer;
     t.present = 1u << CEL_F_ID | 1u << CEL_F_QUEUE | 1u << CEL_F_TASK | 1u << CEL_F_ARGS |
                 1u << CEL_F_ATTEMPT | 1u << CEL_F_TOKEN | 1u << CEL_F_LEASE_MS;
-    t.soft_ms = f[6]->str ? strtoull(f[6]->str, NULL, 10) : 0;
-    t.hard_ms = f[7]->str ? strtoull(f[7]->str, NULL, 10) : 0;
     if (t.soft_ms) cel_msg_set(&t, CEL_F_SOFT_MS);
     if (t.hard_ms) cel_msg_set(&t, CEL_F_HARD_MS);
     conn_send(c, &t);
@@ -125,13 +134,13 @@ static bool lease_finish(lease_call *lc, redisReply *const *elems, size_t n, boo
     cel_lease orphans[64];
     size_t norphans = 0;
     for (size_t i = 0; i < n; i++) {
-        const redisReply *const *f = (const redisReply *const *)&elems[8 * i];
-        uint64_t token = (uint64_t)f[4]->integer;
+        const redisReply *const *f = (const redisReply *const *)&elems[LEASE_FIELDS * i];
+        uint64_t token = (uint64_t)f[3]->integer;
         if (client_alive(c) && lease_add(c, q, f[0]->str, f[0]->len, token)) {
             push_task(c, f);
             s->counters.dispatched++;
             char detail[128];
-            snprintf(detail, sizeof detail, "attempt=%lld worker=%s", f[3]->integer, c->addr);
+            snprintf(detail, sizeof detail, "attempt=%lld worker=%s", f[2]->integer, c->addr);
             text_monitor_event(s, "started", q->name, strlen(q->name), f[0]->str, f[0]->len,
                                detail);
             continue;
@@ -158,7 +167,7 @@ static void lease_done(const redisReply *rep, const cel_error *err, void *arg) {
     cel_queue *q = lc->q;
     cel_server *s = lc->c->srv;
     bool ok = rep && rep->type == REDIS_REPLY_ARRAY;
-    lease_finish(lc, ok ? rep->element : NULL, ok ? rep->elements / 8 : 0, ok, err);
+    lease_finish(lc, ok ? rep->element : NULL, ok ? rep->elements / LEASE_FIELDS : 0, ok, err);
     if (rep) dispatch_kick(s, q);
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "batch.h"
@@ -37,7 +38,7 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
     cel_server *s = b->srv;
     size_t nres = 3 * b->nentries;
     bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= nres &&
-              (rep->elements - nres) % 8 == 0;
+              (rep->elements - nres) % LEASE_FIELDS == 0;
     const batch_entry *e = (const batch_entry *)b->entries.data;
     cel_str *ids = b->bulk && ok ? calloc(b->nentries, sizeof *ids) : NULL;
     for (size_t i = 0; i < b->nentries; i++) {
@@ -47,7 +48,7 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
         reply_element_str(rep->element[3 * i + 1], &st);
         if (ids) ids[i] = id;
         size_t qlen;
-        const char *qn = batch_arg_get(b, 3 + 13 * i + 1, &qlen);
+        const char *qn = batch_arg_get(b, 3 + ENQUEUE_FIELDS * i + 1, &qlen);
         text_monitor_event(s, rep->element[3 * i + 2]->integer ? "exists" : "enqueued", qn, qlen,
                            id.ptr, id.len, st.ptr);
         if (!b->bulk && client_alive(c))
@@ -78,7 +79,7 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
     bool lq_more = true;
     if (b->lease)
         lq_more = dispatch_leased(b->lease, ok ? rep->element + nres : NULL,
-                                  ok ? (rep->elements - nres) / 8 : 0, ok);
+                                  ok ? (rep->elements - nres) / LEASE_FIELDS : 0, ok);
     b->lease = NULL;
     if (ok) {
         /* Wake workers of every queue that got a task (but the one the lease just emptied). */
@@ -87,7 +88,7 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
             if (st->str && strcmp(st->str, "scheduled") == 0) reaper_kick(s);
             if (st->str && strcmp(st->str, "queued") == 0) {
                 size_t qlen;
-                const char *q = batch_arg_get(b, 3 + 13 * i + 1, &qlen);
+                const char *q = batch_arg_get(b, 3 + ENQUEUE_FIELDS * i + 1, &qlen);
                 if (!lq_more && qlen == lqlen && !memcmp(q, lq, qlen)) continue;
                 dispatch_mark_ready(s, q, qlen);
             }
@@ -101,7 +102,39 @@ static void new_task_id(cel_server *s, char *out, size_t cap) {
     snprintf(out, cap, "%s-%" PRIx64, s->broker_id, ++counter);
 }
 
-/* Appends the 13 arguments of one task to an enqueue batch (see scripts/enqueue.lua). */
+static long long wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The task's body (see task_body in broker.h) as one argument. */
+static void enqueue_body_arg(batch *b, const cel_msg *m) {
+    size_t start = b->arena.len;
+    cel_buf packed;
+    cel_buf_init(&packed);
+    task_body body = {.name = m->task,
+                      .priority = m->priority,
+                      .soft_ms = m->soft_ms,
+                      .hard_ms = m->hard_ms,
+                      .created_ms = wall_ms(),
+                      .args = (const uint8_t *)"\x90", /* no args: an empty array */
+                      .args_len = 1};
+    if (m->args.obj) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &packed, cel_buf_msgpack_write);
+        msgpack_pack_object(&pk, *m->args.obj);
+        body.args = packed.data, body.args_len = (uint32_t)packed.len;
+    } else if (m->args.bytes) {
+        body.args = m->args.bytes, body.args_len = m->args.len;
+    }
+    task_body_pack(&b->arena, &body);
+    cel_buf_free(&packed);
+    batch_arg_since(b, start);
+}
+
+/* Appends the ENQUEUE_FIELDS arguments of one task to an enqueue batch (see
+ * scripts/enqueue.lua). */
 static void enqueue_args(batch *b, const cel_msg *m) {
     cel_server *s = b->srv;
     batch_entry *e = batch_add_entry(b, m->seq, CEL_OP_ENQUEUE);
@@ -114,18 +147,9 @@ static void enqueue_args(batch *b, const cel_msg *m) {
     if (e) e->id_off = (uint32_t)b->arena.len, e->id_len = id.len;
     batch_arg_str(b, id);
     batch_arg_str(b, m->queue);
-    batch_arg_str(b, m->task);
-    if (m->args.obj) {
-        batch_arg_object(b, m->args.obj);
-    } else if (m->args.bytes) {
-        batch_arg(b, m->args.bytes, m->args.len);
-    } else {
-        batch_arg(b, "\x90", 1); /* no args: an empty array */
-    }
+    enqueue_body_arg(b, m);
     batch_arg_i64(b, m->priority);
     batch_arg_u64(b, m->max_retries);
-    batch_arg_u64(b, m->soft_ms);
-    batch_arg_u64(b, m->hard_ms);
     batch_arg_u64(b, m->result_ttl_s);
     batch_arg_u64(b, m->delay_ms);
     batch_arg_i64(b, m->eta_ms);

@@ -1,6 +1,6 @@
--- enqueue(prefix, default_ttl, n, then n × 13 fields:
---   id, queue, name, args, priority, max_retries, soft_ms, hard_ms, result_ttl_s, delay_ms,
---   eta_ms, expires_ms, unique_key)
+-- enqueue(prefix, default_ttl, n, then n × 10 fields:
+--   id, queue, body (name, priority, limits, created, args: the broker's to read), priority,
+--   max_retries, result_ttl_s, delay_ms, eta_ms, expires_ms, unique_key)
 --   [, then dq, dn, lease_ms, worker: lease up to dn ready tasks of queue dq to that worker]
 -- → flat list of (id, state, existed) per task, then the leased tasks as dispatch returns them.
 -- An id that exists returns the existing task: retries after a lost reply never create a
@@ -12,15 +12,14 @@ local default_ttl = ARGV[2]
 local n = tonumber(ARGV[3])
 local out = {}
 local now = now_ms()
-local now_s = int(now)
-local d = 4 + n * 13
+local d = 4 + n * 10
 local dq, dn, lease_ms, worker = ARGV[d], tonumber(ARGV[d + 1]), tonumber(ARGV[d + 2]), ARGV[d + 3]
 if worker and redis.call('EXISTS', qk(dq, 'paused')) == 1 then worker = nil end
 
 -- One INCRBY per queue reserves this call's sequence numbers (and the lease's tokens).
 local seq = {}
 for i = 0, n - 1 do
-  local q = ARGV[4 + i * 13 + 1]
+  local q = ARGV[4 + i * 10 + 1]
   seq[q] = (seq[q] or 0) + 1
 end
 if worker then seq[dq] = (seq[dq] or 0) + dn end
@@ -52,24 +51,23 @@ end
 local function store(b, id, q, uk)
   seq[q] = seq[q] + 1
   -- Higher priority first, FIFO within a priority: both packed exactly into a double.
-  local score = (255 - tonumber(ARGV[b + 4])) * 1099511627776 + seq[q]
-  local ttl = ARGV[b + 8]; if tonumber(ttl) == 0 then ttl = default_ttl end
-  local due = tonumber(ARGV[b + 10])
-  local delay = tonumber(ARGV[b + 9])
+  local score = (255 - tonumber(ARGV[b + 3])) * 1099511627776 + seq[q]
+  local ttl = ARGV[b + 5]; if tonumber(ttl) == 0 then ttl = default_ttl end
+  local due = tonumber(ARGV[b + 7])
+  local delay = tonumber(ARGV[b + 6])
   if due == 0 and delay > 0 then due = now + delay end
   local st = 'queued'
   if due > now then st = 'scheduled' end
-  fresh[id] = {q = q, n = ARGV[b + 2], a = ARGV[b + 3], p = ARGV[b + 4], s = score, st = st,
-    at = 0, mr = ARGV[b + 5], sm = ARGV[b + 6], hm = ARGV[b + 7], ttl = ttl,
-    ex = tonumber(ARGV[b + 11]), exs = ARGV[b + 11], c = now_s, uk = uk}
+  fresh[id] = {q = q, d = ARGV[b + 2], s = score, st = st, mr = ARGV[b + 4], ttl = ttl,
+    ex = tonumber(ARGV[b + 8]), exs = ARGV[b + 8], uk = uk}
   if uk ~= '' then redis.call('SET', qk(q, 'u:' .. uk), id) end
   if st == 'scheduled' then add(delayed, q, int(due), id) else add(ready, q, int(score), id) end
   return st
 end
 
 for i = 0, n - 1 do
-  local b = 4 + i * 13
-  local id, q, uk = ARGV[b], ARGV[b + 1], ARGV[b + 12]
+  local b = 4 + i * 10
+  local id, q, uk = ARGV[b], ARGV[b + 1], ARGV[b + 9]
   local st = state_of(id)
   if not st and uk ~= '' then
     -- Unique key: while a task with this key is queued, running or its result is kept, an

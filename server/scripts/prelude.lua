@@ -37,19 +37,23 @@ local function zadd_chunks(key, s)
     redis.call('ZADD', key, unpack(s, first, math.min(first + 1999, #s)))
   end
 end
--- Appends one leased task to a lease reply: (id, name, args, attempt, token, lease_ms, soft_ms,
--- hard_ms).
-local function lease_out(out, id, name, args, at, tok, lease_ms, sm, hm)
-  out[#out + 1] = id; out[#out + 1] = name; out[#out + 1] = args; out[#out + 1] = at
-  out[#out + 1] = tok; out[#out + 1] = lease_ms; out[#out + 1] = sm; out[#out + 1] = hm
+-- Appends one leased task to a lease reply: (id, body, attempt, token, lease_ms). The body
+-- (field d: name, priority, limits, created, args) is the broker's to read.
+local function lease_out(out, id, d, at, tok, lease_ms)
+  out[#out + 1] = id; out[#out + 1] = d; out[#out + 1] = at; out[#out + 1] = tok
+  out[#out + 1] = lease_ms
 end
--- Writes a task created by this call (t: its fields by name) in one HSET.
+-- Writes a task created by this call (t: its fields by name) in one HSET. Every argument costs
+-- Redis time twice (the command, then its copy in the AOF), so fields at their default (no
+-- retries, no expiry, no unique key, no delivery yet) are left out.
 local function hset_task(id, t)
-  local f = {'q', t.q, 'n', t.n, 'a', t.a, 'p', t.p, 's', int(t.s), 'st', t.st, 'at', int(t.at),
-    'mr', t.mr, 'sm', t.sm, 'hm', t.hm, 'ttl', t.ttl, 'ex', t.exs, 'c', t.c, 'uk', t.uk}
+  local f = {'q', t.q, 'd', t.d, 's', int(t.s), 'st', t.st, 'ttl', t.ttl}
+  if t.mr ~= '0' then f[#f + 1] = 'mr'; f[#f + 1] = t.mr end
+  if t.ex ~= 0 then f[#f + 1] = 'ex'; f[#f + 1] = t.exs end
+  if t.uk ~= '' then f[#f + 1] = 'uk'; f[#f + 1] = t.uk end
   if t.tok then
-    f[#f + 1] = 'tok'; f[#f + 1] = int(t.tok); f[#f + 1] = 'w'; f[#f + 1] = t.w
-    f[#f + 1] = 'sa'; f[#f + 1] = t.sa
+    f[#f + 1] = 'at'; f[#f + 1] = int(t.at); f[#f + 1] = 'tok'; f[#f + 1] = int(t.tok)
+    f[#f + 1] = 'w'; f[#f + 1] = t.w; f[#f + 1] = 'sa'; f[#f + 1] = t.sa
   end
   redis.call('HSET', tk(id), unpack(f))
 end
@@ -57,6 +61,7 @@ end
 -- to out. Each gets a fresh fencing token from tok on, its delivery count (attempt) goes up,
 -- and it enters the leased set with its deadline. Cost per task: one HMGET and one HSET, or
 -- nothing for a task this call created (fresh: id → fields, written by the caller afterwards).
+-- A missing at is 0 deliveries; a missing ex, no expiry.
 local function lease_popped(q, popped, tok, now, default_lease, worker, out, fresh)
   local leased = {}
   local deadline, now_s = int(now + default_lease), int(now)
@@ -64,27 +69,29 @@ local function lease_popped(q, popped, tok, now, default_lease, worker, out, fre
     local id = popped[i]
     local key = tk(id)
     local t = fresh and fresh[id]
-    local name, args, at, sm, hm
+    local d, at
     if t and (t.ex == 0 or now <= t.ex) then
-      name, args, at, sm, hm = t.n, t.a, t.at + 1, t.sm, t.hm
+      d, at = t.d, 1
       t.st, t.at, t.tok, t.w, t.sa = 'active', at, tok + 1, worker, now_s
     else
       -- An expired task of this call is written first, so it can be finished like any other.
       if t then hset_task(id, t); fresh[id] = nil end
-      local h = redis.call('HMGET', key, 'n', 'a', 'at', 'sm', 'hm', 'ex')
-      local expires = tonumber(h[6]) or 0
+      local h = redis.call('HMGET', key, 'st', 'd', 'at', 'ex')
+      local expires = tonumber(h[4]) or 0
       if h[1] and expires > 0 and now > expires then
         finish(q, key, 'expired', now)
       elseif h[1] then
-        name, args, at, sm, hm = h[1], h[2], tonumber(h[3]) + 1, h[4], h[5]
+        -- A record without a body (not written by this layout) still goes out: the broker
+        -- reports it unreadable and the worker fails it.
+        d, at = h[2] or '', (tonumber(h[3]) or 0) + 1
         redis.call('HSET', key, 'st', 'active', 'at', int(at), 'tok', int(tok + 1), 'w', worker,
           'sa', now_s)
       end
     end
-    if name then
+    if d then
       tok = tok + 1
       leased[#leased + 1] = deadline; leased[#leased + 1] = id
-      lease_out(out, id, name, args, at, tok, default_lease, sm, hm)
+      lease_out(out, id, d, at, tok, default_lease)
     end
   end
   zadd_chunks(qk(q, 'leased'), leased)

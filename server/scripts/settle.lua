@@ -13,7 +13,7 @@ local out = {}
 local function fail(q, id, key, err, retry, reason, jitter)
   redis.call('ZREM', qk(q, 'leased'), id)
   local h = redis.call('HMGET', key, 'at', 'mr', 'kl')
-  local at, mr = tonumber(h[1]), tonumber(h[2])
+  local at, mr = tonumber(h[1]) or 0, tonumber(h[2]) or 0
   redis.call('HSET', key, 'e', err, 'rs', reason)
   if reason == 'cancelled' then
     finish(q, key, 'cancelled', now)

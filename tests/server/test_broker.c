@@ -1,5 +1,6 @@
 /* Broker delivery semantics against a real redis-server and a real celeriacd. */
 #include <sys/wait.h>
+#include <time.h>
 
 #include "common.h"
 
@@ -35,6 +36,41 @@ static void test_enqueue_dispatch_ack_round_trip(void) {
     CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
     CU_ASSERT_EQUAL(r->attempt, 1);
     CU_ASSERT(r->finished_ms >= r->created_ms && r->created_ms > 0);
+    /* From the task's stored body: its name, priority and creation time (the broker's clock). */
+    CU_ASSERT_STRING_EQUAL(tc_s(r->task), "celeriac.echo");
+    CU_ASSERT(cel_msg_has(r, CEL_F_PRIORITY) && r->priority == 0);
+    CU_ASSERT(cel_msg_has(r, CEL_F_MAX_RETRIES) && r->max_retries == 0);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    CU_ASSERT(r->created_ms <= now_ms && r->created_ms > now_ms - 60000);
+    env_stop_pw(&e, &p, &w);
+}
+
+/* A task record whose body is not one the broker wrote (another program's, or damaged): the
+ * broker neither crashes nor loops; the task reaches a worker under a name no worker has, so
+ * it fails, and its status still answers. */
+static void test_unreadable_task_record(void) {
+    env e;
+    tc p, w;
+    env_start_pw(&e, NULL, &p, &w);
+    redisContext *rc = th_redis_connect(&e.redis);
+    CU_ASSERT_FATAL(rc != NULL);
+    const char *cmds[] = {"HSET cel:t:bad q default d \x95\xa1 s 1 st queued",
+                          "ZADD cel:{default}:ready 1 bad", "SADD cel:queues default"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        freeReplyObject(redisCommand(rc, cmds[i]));
+    redisFree(rc);
+    const cel_msg *r = tc_consume(&w, "default", 1);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    const cel_msg *t = tc_recv(&w, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    CU_ASSERT_STRING_EQUAL(tc_s(t->id), "bad");
+    CU_ASSERT_STRING_EQUAL(tc_s(t->task), "celeriac.unreadable-task-record");
+    r = tc_status(&p, "bad");
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_TASK_INFO);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "active");
+    CU_ASSERT_FALSE(cel_msg_has(r, CEL_F_TASK));
     env_stop_pw(&e, &p, &w);
 }
 
@@ -228,6 +264,7 @@ static void test_tasks_reach_waiting_worker_without_poll_delay(void) {
 int main(void) {
     static const th_test tests[] = {
         {"enqueue, dispatch, ack round trip", test_enqueue_dispatch_ack_round_trip},
+        {"unreadable task record", test_unreadable_task_record},
         {"enqueue with the same id is idempotent", test_enqueue_with_same_id_is_idempotent},
         {"worker disconnect requeues leased tasks", test_worker_disconnect_requeues_leased_tasks},
         {"expired lease is requeued and the stale ack refused",
