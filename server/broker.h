@@ -57,6 +57,7 @@ struct cel_client {
     bool flush_queued;  /* output waits for this loop turn's flush (see conn_flush_all) */
     TAILQ_ENTRY(cel_client) flush_link;
     uint32_t credits;
+    uint32_t reserved; /* credits asked for by lease calls still in flight */
     cel_queue **queues;
     size_t nqueues;
     cel_lease *leases;
@@ -164,11 +165,14 @@ void ops_requeue_leases(cel_server *s, const cel_lease *leases, size_t n);
 /* dispatch.c: credits and fairness */
 typedef struct lease_call lease_call;
 /* A lease carried by another script call (the enqueue of tasks for that queue): when a worker
- * of the queue has free credits and no dispatch of the queue is in flight, reserves it and
- * fills argv with the lease arguments (queue, n, lease_ms, worker); NULL otherwise. The call's
- * reply goes to dispatch_leased (elems: 8 per leased task), which returns true when the queue
- * may still hold ready tasks. */
-lease_call *dispatch_reserve(cel_server *s, const char *queue, size_t len, const char *argv[4]);
+ * of the queue has free credits, reserves up to want of them (the call's tasks for the queue:
+ * a backlog in Redis is the dispatch calls' work) and fills argv with the lease arguments (queue,
+ * n, lease_ms, worker); NULL otherwise. Unlike a dispatch call it does not wait for a dispatch
+ * of the queue in flight: Redis runs the calls in order, and reserved credits are not offered
+ * twice. The call's reply goes to dispatch_leased (elems: LEASE_FIELDS per leased task), which
+ * returns true when the queue may still hold ready tasks. */
+lease_call *dispatch_reserve(cel_server *s, const char *queue, size_t len, uint32_t want,
+                             const char *argv[4]);
 bool dispatch_leased(lease_call *lc, redisReply *const *elems, size_t n, bool ok);
 cel_queue *queue_get(cel_server *s, const char *name, size_t len);
 void dispatch_set_consumer(cel_client *c, const cel_msg *consume);

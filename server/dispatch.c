@@ -61,7 +61,8 @@ void dispatch_set_consumer(cel_client *c, const cel_msg *m) {
 }
 
 static uint32_t free_credits(const cel_client *c) {
-    return c->credits > c->nleases ? c->credits - (uint32_t)c->nleases : 0;
+    uint64_t used = (uint64_t)c->nleases + c->reserved;
+    return c->credits > used ? c->credits - (uint32_t)used : 0;
 }
 
 static bool lease_add(cel_client *c, cel_queue *q, const char *id, size_t len, uint64_t token) {
@@ -91,6 +92,7 @@ struct lease_call {
     cel_queue *q;
     cel_client *c;
     uint32_t asked;
+    bool holds_slot;                   /* a dispatch call: the queue's one dispatch in flight */
     char n[16], lease[24], worker[64]; /* the script's arguments */
 };
 
@@ -130,7 +132,8 @@ static bool lease_finish(lease_call *lc, redisReply *const *elems, size_t n, boo
     cel_queue *q = lc->q;
     cel_client *c = lc->c;
     cel_server *s = c->srv;
-    q->dispatching = false;
+    if (lc->holds_slot) q->dispatching = false;
+    c->reserved -= lc->asked;
     cel_lease orphans[64];
     size_t norphans = 0;
     for (size_t i = 0; i < n; i++) {
@@ -186,41 +189,46 @@ static cel_client *next_worker(cel_queue *q) {
     return NULL;
 }
 
-/* Picks the next worker of q with credit and holds q's one dispatch slot for it. */
-static lease_call *lease_reserve(cel_server *s, cel_queue *q) {
-    if (q->dispatching || s->stopping || !cel_redis_ready(s->redis)) return NULL;
+/* Picks the next worker of q with credit and reserves them; a dispatch call (slot) also holds
+ * q's one dispatch slot. */
+static lease_call *lease_reserve(cel_server *s, cel_queue *q, bool slot, uint32_t want) {
+    if ((slot && q->dispatching) || s->stopping || !cel_redis_ready(s->redis)) return NULL;
     cel_client *c = next_worker(q);
     if (!c) return NULL;
     uint32_t n = free_credits(c);
     if (n > (uint32_t)s->cfg->dispatch_batch) n = (uint32_t)s->cfg->dispatch_batch;
+    if (n > want) n = want;
     lease_call *lc = malloc(sizeof *lc);
     if (!lc) return NULL;
-    lc->q = q, lc->c = c, lc->asked = n;
+    lc->q = q, lc->c = c, lc->asked = n, lc->holds_slot = slot;
+    c->reserved += n;
     client_ref(c);
     snprintf(lc->n, sizeof lc->n, "%u", n);
     snprintf(lc->lease, sizeof lc->lease, "%d", s->cfg->lease_ms);
     snprintf(lc->worker, sizeof lc->worker, "%s/%llu", s->broker_id, (unsigned long long)c->id);
-    q->dispatching = true;
+    if (slot) q->dispatching = true;
     return lc;
 }
 
-lease_call *dispatch_reserve(cel_server *s, const char *queue, size_t len, const char *argv[4]) {
+lease_call *dispatch_reserve(cel_server *s, const char *queue, size_t len, uint32_t want,
+                             const char *argv[4]) {
     cel_queue *q = s->queues;
     while (q && (strlen(q->name) != len || memcmp(q->name, queue, len) != 0)) q = q->next;
-    lease_call *lc = q && q->nworkers ? lease_reserve(s, q) : NULL;
+    lease_call *lc = q && q->nworkers ? lease_reserve(s, q, false, want) : NULL;
     if (lc) argv[0] = q->name, argv[1] = lc->n, argv[2] = lc->lease, argv[3] = lc->worker;
     return lc;
 }
 
 static void dispatch_one(cel_server *s, cel_queue *q) {
     if (!q->maybe_ready) return;
-    lease_call *lc = lease_reserve(s, q);
+    lease_call *lc = lease_reserve(s, q, true, UINT32_MAX);
     if (!lc) return;
     const char *argv[] = {s->cfg->prefix, q->name, lc->n, lc->lease, lc->worker};
     cel_error err;
     if (cel_redis_script(s->redis, s->script[SCRIPT_DISPATCH], 5, argv, NULL, lease_done, lc,
                          &err) != CEL_OK) {
         q->dispatching = false;
+        lc->c->reserved -= lc->asked;
         client_unref(lc->c);
         free(lc);
     }

@@ -176,9 +176,14 @@ static void send_or_fail(batch *b, cel_redis_cb cb) {
 static void enqueue_send(batch *b) {
     const char *argv[4];
     if (b->nentries) {
-        size_t qlen;
+        size_t qlen, len;
         const char *qn = batch_arg_get(b, 3 + 1, &qlen);
-        b->lease = dispatch_reserve(b->srv, qn, qlen, argv);
+        uint32_t same = 0;
+        for (size_t i = 0; i < b->nentries; i++) {
+            const char *q = batch_arg_get(b, 3 + ENQUEUE_FIELDS * i + 1, &len);
+            same += len == qlen && memcmp(q, qn, len) == 0;
+        }
+        b->lease = dispatch_reserve(b->srv, qn, qlen, same, argv);
     }
     for (int i = 0; b->lease && i < 4; i++) batch_arg(b, argv[i], strlen(argv[i]));
     send_or_fail(b, enqueue_done);

@@ -244,6 +244,47 @@ static void test_credits_bound_tasks_in_flight(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+/* Enqueue calls carry leases for a waiting worker while other lease calls are still in flight;
+ * reserved credits keep them from leasing one credit twice. Sixteen producers' enqueues overlap
+ * in flight; the worker (8 credits) never holds more than 8 unacked tasks, and gets all 32. */
+static void test_overlapping_enqueue_leases_respect_credits(void) {
+    enum { PRODUCERS = 16, EACH = 2, CREDITS = 8, ALL = PRODUCERS * EACH };
+    env e;
+    tc p, w, ps[PRODUCERS];
+    env_start_pw(&e, long_lease, &p, &w);
+    tc_consume(&w, "burst", CREDITS);
+    th_sleep_ms(100);
+    for (int i = 0; i < PRODUCERS; i++)
+        CU_ASSERT_FATAL(tc_connect(&ps[i], e.broker.port, "producer"));
+    for (int k = 0; k < EACH; k++)
+        for (int i = 0; i < PRODUCERS; i++) tc_enqueue(&ps[i], "burst", "t", NULL);
+    for (int i = 0; i < PRODUCERS; i++)
+        for (int k = 0; k < EACH; k++) CU_ASSERT_PTR_NOT_NULL(tc_recv(&ps[i], 5000));
+    static char ids[ALL][64];
+    static uint64_t tokens[ALL];
+    int got = 0, acked = 0, most = 0;
+    /* Take what the broker sends until it stops (no credit left), then ack it all. */
+    for (int rounds = 0; got < ALL && rounds < ALL; rounds++) {
+        for (const cel_msg *m; got < ALL && (m = tc_recv(&w, 300));) {
+            if (m->op != CEL_OP_TASK) continue;
+            snprintf(ids[got], sizeof ids[got], "%s", tc_s(m->id));
+            tokens[got++] = m->token;
+        }
+        if (got - acked > most) most = got - acked;
+        for (; acked < got; acked++) {
+            cel_msg a;
+            tc_msg(&a, CEL_OP_ACK);
+            a.id = cel_str_c(ids[acked]), a.token = tokens[acked];
+            cel_msg_set(&a, CEL_F_ID), cel_msg_set(&a, CEL_F_TOKEN);
+            tc_send(&w, &a);
+        }
+    }
+    CU_ASSERT_EQUAL(got, ALL);
+    CU_ASSERT_EQUAL(most, CREDITS);
+    for (int i = 0; i < PRODUCERS; i++) tc_close(&ps[i]);
+    env_stop_pw(&e, &p, &w);
+}
+
 static void test_tasks_reach_waiting_worker_without_poll_delay(void) {
     env e;
     char *slow_poll[] = {"--poll-ms", "10000", NULL};
@@ -272,6 +313,8 @@ int main(void) {
         {"touch extends the lease", test_touch_extends_lease},
         {"wait blocks until the task finishes", test_wait_blocks_until_task_finishes},
         {"credits bound the tasks in flight", test_credits_bound_tasks_in_flight},
+        {"overlapping enqueue leases respect credits",
+         test_overlapping_enqueue_leases_respect_credits},
         {"tasks reach a waiting worker without poll delay",
          test_tasks_reach_waiting_worker_without_poll_delay},
         {NULL, NULL}};
