@@ -170,18 +170,19 @@ case "$PEER" in
     start_bg celeriacd srv "$CB/server/celeriacd" --port "$CP" --redis-port "$RP" --log-level warn
     SERVER_PIDS+=("$LAST_PID"); wait_port "$CP"
     PRODUCER=("$CB/bench/celeriac-bench-producer" "127.0.0.1:$CP" bench)
-    # wK = K worker processes (prefork pool, one child each); -threads: thread pool; -solo: tasks
-    # run in the worker process itself; -pipe: the producer keeps 256 enqueues in flight (async
-    # API) instead of waiting for each.
-    NW=${CONFIG%%-*}; NW=${NW#w}; POOLK=prefork
+    # wK = K worker processes (prefork pool, one child each, prefetch 64); -threads: thread pool;
+    # -solo: tasks run in the worker process itself; -pfN: prefetch N; -pipe: the producer keeps
+    # 256 enqueues in flight (async API) instead of waiting for each.
+    NW=${CONFIG%%-*}; NW=${NW#w}; POOLK=prefork; PREFETCH=64
     [[ $CONFIG == *-threads* ]] && POOLK=threads
     [[ $CONFIG == *-solo* ]] && POOLK=solo
+    [[ $CONFIG =~ -pf([0-9]+) ]] && PREFETCH=${BASH_REMATCH[1]}
     [[ $CONFIG == *-pipe* ]] && export BENCH_WINDOW=256
-    [[ $NW =~ ^[0-9]+$ ]] || { echo "celeriac config: wK[-threads|-solo][-pipe]" >&2; exit 2; }
+    [[ $NW =~ ^[0-9]+$ ]] || { echo "celeriac config: wK[-threads|-solo][-pfN][-pipe]" >&2; exit 2; }
     start_workers() {
       for i in $(seq "$NW"); do
         BENCH_REC_DIR=$REC start_bg "worker$i" cli "$CB/worker/celeriac-worker" --broker "127.0.0.1:$CP" \
-          --queues bench --pool "$POOLK" --concurrency 1 --prefetch 64 --log-level warn \
+          --queues bench --pool "$POOLK" --concurrency 1 --prefetch "$PREFETCH" --log-level warn \
           --plugin "$CB/bench/libbenchrecord.so"
         WORKER_PIDS+=("$LAST_PID")
       done

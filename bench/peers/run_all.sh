@@ -14,7 +14,7 @@ PY=${PY:-/usr/bin/python3}
 RQ_N=${RQ_N:-$(( N < 5000 ? N : 5000 ))}
 MATRIX=(
   "celeriac w1" "celeriac w2" "celeriac w2-threads" "celeriac w2-solo" "celeriac w2-pipe"
-  "celeriac w2-solo-pipe"
+  "celeriac w2-solo-pipe" "celeriac w2-solo-pf256-pipe"
   "beanstalkd w1" "beanstalkd w2"
   "celery solo" "celery prefork2"
   "rq w2-simple"
