@@ -32,6 +32,16 @@ static void reply_element_str(const redisReply *e, cel_str *out) {
 
 /* ---- enqueue ----------------------------------------------------------------------------- */
 
+/* The task id was among the tasks leased by the enqueue call itself (after nres results). */
+static bool leased_by(const redisReply *rep, size_t nres, const redisReply *id) {
+    for (size_t j = nres; j + LEASE_FIELDS <= rep->elements; j += LEASE_FIELDS) {
+        const redisReply *l = rep->element[j];
+        if (l->str && id->str && l->len == id->len && !memcmp(l->str, id->str, id->len))
+            return true;
+    }
+    return false;
+}
+
 static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg) {
     batch *b = arg;
     cel_client *c = b->client;
@@ -89,7 +99,11 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
             if (st->str && strcmp(st->str, "queued") == 0) {
                 size_t qlen;
                 const char *q = batch_arg_get(b, 3 + ENQUEUE_FIELDS * i + 1, &qlen);
-                if (!lq_more && qlen == lqlen && !memcmp(q, lq, qlen)) continue;
+                /* Tasks of the lease's queue need no dispatch when the lease drained it, or
+                 * took them itself. */
+                if (lq && qlen == lqlen && !memcmp(q, lq, qlen) &&
+                    (!lq_more || leased_by(rep, nres, rep->element[3 * i])))
+                    continue;
                 dispatch_mark_ready(s, q, qlen);
             }
         }

@@ -302,6 +302,41 @@ static void test_tasks_reach_waiting_worker_without_poll_delay(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+/* An enqueue call's lease takes the oldest ready task, which may be one enqueued through another
+ * broker; its own task then stays ready and must be dispatched as soon as the worker has credit
+ * again, not at the next poll. */
+static void test_task_left_by_an_enqueue_lease_is_dispatched(void) {
+    env e;
+    char *slow_poll[] = {"--poll-ms", "10000", NULL};
+    tc p, w, p2;
+    th_proc b2;
+    env_start_pw(&e, slow_poll, &p, &w);
+    CU_ASSERT_FATAL(th_broker_start(&b2, &e.redis, slow_poll) && tc_wait_ready(b2.port, 10000));
+    CU_ASSERT_FATAL(tc_connect(&p2, b2.port, "producer"));
+    tc_consume(&w, "mix", 1);
+    th_sleep_ms(100);
+    tc_enqueue_sync(&p2, "mix", "t", "old-1"); /* this broker does not hear of it */
+    tc_enqueue_sync(&p, "mix", "t", "new-1");
+    const cel_msg *t = tc_recv(&w, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    CU_ASSERT_STRING_EQUAL(tc_s(t->id), "old-1");
+    cel_msg a;
+    tc_msg(&a, CEL_OP_ACK);
+    a.id = cel_str_c("old-1"), a.token = t->token;
+    cel_msg_set(&a, CEL_F_ID), cel_msg_set(&a, CEL_F_TOKEN);
+    long long start = th_now_ms();
+    tc_send(&w, &a);
+    /* The credit is free when the ack arrives: the next task may come before the ack's OK. */
+    bool got_new = false;
+    for (const cel_msg *m; !got_new && (m = tc_recv(&w, 3000));)
+        got_new = m->op == CEL_OP_TASK && !strcmp(tc_s(m->id), "new-1");
+    CU_ASSERT(got_new);
+    CU_ASSERT(th_now_ms() - start < 1000); /* the 10 s poll never ran */
+    tc_close(&p2);
+    th_proc_stop(&b2, SIGTERM);
+    env_stop_pw(&e, &p, &w);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"enqueue, dispatch, ack round trip", test_enqueue_dispatch_ack_round_trip},
@@ -317,6 +352,8 @@ int main(void) {
          test_overlapping_enqueue_leases_respect_credits},
         {"tasks reach a waiting worker without poll delay",
          test_tasks_reach_waiting_worker_without_poll_delay},
+        {"task left by an enqueue lease is dispatched",
+         test_task_left_by_an_enqueue_lease_is_dispatched},
         {NULL, NULL}};
     return th_run("broker", tests);
 }
