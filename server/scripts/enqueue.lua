@@ -87,14 +87,23 @@ end
 local popped
 local mine = worker and ready[dq]
 if mine and redis.call('ZCARD', qk(dq, 'ready')) == 0 then
-  local pairs_ = {}
-  for k = 1, #mine, 2 do pairs_[#pairs_ + 1] = {mine[k], mine[k + 1], fresh[mine[k + 1]].s} end
-  table.sort(pairs_, function(x, y) return x[3] < y[3] end)
+  -- mine is (score, id) pairs in call order, which is score order unless priorities differ.
+  local sorted = true
+  for k = 3, #mine, 2 do
+    if fresh[mine[k + 1]].s < fresh[mine[k - 1]].s then sorted = false; break end
+  end
+  if not sorted then
+    local pairs_ = {}
+    for k = 1, #mine, 2 do pairs_[#pairs_ + 1] = {mine[k], mine[k + 1], fresh[mine[k + 1]].s} end
+    table.sort(pairs_, function(x, y) return x[3] < y[3] end)
+    mine = {}
+    for _, p in ipairs(pairs_) do mine[#mine + 1] = p[1]; mine[#mine + 1] = p[2] end
+  end
   popped, ready[dq] = {}, {}
   local rest = ready[dq]
-  for k, p in ipairs(pairs_) do
-    if k <= dn then popped[#popped + 1] = p[2]; popped[#popped + 1] = p[1]
-    else rest[#rest + 1] = p[1]; rest[#rest + 1] = p[2] end
+  for k = 1, #mine, 2 do
+    if k <= 2 * dn then popped[#popped + 1] = mine[k + 1]; popped[#popped + 1] = mine[k]
+    else rest[#rest + 1] = mine[k]; rest[#rest + 1] = mine[k + 1] end
   end
 end
 for q, s in pairs(ready) do zadd_chunks(qk(q, 'ready'), s) end

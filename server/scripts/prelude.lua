@@ -6,7 +6,8 @@ local function qk(q, s) return P .. ':{' .. q .. '}:' .. s end
 local function tk(id) return P .. ':t:' .. id end
 -- Redis turns a Lua number argument into text with "%.17g", a slow floating-point path that
 -- showed in profiles: integers go to redis.call as strings made here.
-local function int(n) return string.format('%d', n) end
+local format = string.format
+local function int(n) return format('%d', n) end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -67,7 +68,6 @@ local function lease_popped(q, popped, tok, now, default_lease, worker, out, fre
   local deadline, now_s = int(now + default_lease), int(now)
   for i = 1, #popped, 2 do
     local id = popped[i]
-    local key = tk(id)
     local t = fresh and fresh[id]
     local d, at
     if t and (t.ex == 0 or now <= t.ex) then
@@ -76,6 +76,7 @@ local function lease_popped(q, popped, tok, now, default_lease, worker, out, fre
     else
       -- An expired task of this call is written first, so it can be finished like any other.
       if t then hset_task(id, t); fresh[id] = nil end
+      local key = tk(id)
       local h = redis.call('HMGET', key, 'st', 'd', 'at', 'ex')
       local expires = tonumber(h[4]) or 0
       if h[1] and expires > 0 and now > expires then

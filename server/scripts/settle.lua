@@ -8,6 +8,7 @@
 local base, cap, poison = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
 local now = now_ms()
+local now_s = int(now)
 local out = {}
 
 local function fail(q, id, key, err, retry, reason, jitter)
@@ -54,7 +55,7 @@ local function ack(q, id, key, result, ttl, uk)
   if not ids then ids = {}; acked[q] = ids end
   ids[#ids + 1] = id
   ttl = ttl or '86400'
-  redis.call('HSET', key, 'r', result, 'st', 'succeeded', 'f', int(now))
+  redis.call('HSET', key, 'r', result, 'st', 'succeeded', 'f', now_s)
   redis.call('EXPIRE', key, ttl)
   if uk and uk ~= '' then redis.call('EXPIRE', qk(q, 'u:' .. uk), ttl) end
 end
