@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # celeriac-only scenarios of the benchmark (bench/all.sh runs them after the peers' matrix):
-#   depth    drain rate of 20,000 tasks with 1,000 vs 1,000,000 more queued behind them
-#            (2 workers; the cost per task must not grow with the queue)
+#   depth    drain rate of DRAIN (default 100,000) tasks with 1,000 vs 1,000,000 more queued
+#            behind them (2 workers; the cost per task must not grow with the queue); shallow and
+#            deep alternate DEPTH_REPS times (default 3) and the medians are compared, because a
+#            single window of a few seconds swings with the host's noise and Redis's AOF rewrites
 #   idle     broker RSS per idle connection (10,000 producers that said hello, then nothing)
 #   payload  e2e with 100-byte vs 64 KiB args (bench/peers/run.sh celeriac w2, PAYLOAD=...)
 # Prints one markdown table. Usage: bench/scenarios.sh [DEEP] (default 1000000). Release build
@@ -10,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEEP=${1:-1000000}
+DRAIN=${DRAIN:-100000}
+DEPTH_REPS=${DEPTH_REPS:-3}
 . bench/lib.sh
 ANALYZE=(/usr/bin/python3 bench/peers/analyze.py)
 PRODUCER=$BUILD/bench/celeriac-bench-producer
@@ -25,32 +29,53 @@ start_broker() {
 }
 stop_pids() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; }
 
-# depth D: enqueue 20,000 + D tasks with no worker, then time the first 20,000 starts.
+# A fresh redis-server (AOF everysec, empty dir) on port $RP for one depth run: a run's 1M tasks
+# leave hundreds of MB of AOF behind, which would slow every later run on the same server.
+fresh_redis() {
+  stop_pids "$R"
+  rm -rf "$RUN/redis"; mkdir -p "$RUN/redis"
+  redis-server --port "$RP" --bind 127.0.0.1 --dir "$RUN/redis" --appendonly yes \
+    --appendfsync everysec --save '' --logfile "$RUN/redis/r.log" > /dev/null 2>&1 &
+  R=$!; BENCH_PIDS+=("$R")
+  for _ in $(seq 100); do redis-cli -p "$RP" ping > /dev/null 2>&1 && break; sleep 0.05; done
+}
+
+# depth D: enqueue DRAIN + D tasks with no worker, then time the first DRAIN starts; sets
+# DEPTH_RATE (not echoed: a command substitution would run it in a subshell, whose redis-server
+# the caller could not stop).
 depth() {
-  local d=$1 rec=$RUN/rec-$1 ws=()
+  local d=$1 rec=$RUN/rec-$1-$RANDOM ws=()
   mkdir -p "$rec"
+  fresh_redis
   start_broker "depth$d"
-  "$PRODUCER" "127.0.0.1:$BP" bench 0 $((20000 + d)) 0 256 > /dev/null
+  # Listening is not enough: the broker must have reached its new Redis before the producer.
+  for _ in $(seq 100); do "$BUILD/client/celeriac" --broker "127.0.0.1:$BP" queues > /dev/null 2>&1 && break; sleep 0.05; done
+  "$PRODUCER" "127.0.0.1:$BP" bench 0 $((DRAIN + d)) 0 256 > /dev/null
   for i in 1 2; do
     BENCH_REC_DIR=$rec "$BUILD/worker/celeriac-worker" --broker "127.0.0.1:$BP" --queues bench \
       --concurrency 1 --prefetch 64 --log-level warn --plugin "$BUILD/bench/libbenchrecord.so" \
       --log-file "$RUN/w-$d-$i.log" & ws+=($!)
   done
-  "${ANALYZE[@]}" wait "$rec" 0 20000 300
+  "${ANALYZE[@]}" wait "$rec" 0 "$DRAIN" 300
   local rate
-  rate=$("${ANALYZE[@]}" phase "$rec" 0 20000 | awk -F= '$1 == "drain_per_s" {print $2}')
+  rate=$("${ANALYZE[@]}" phase "$rec" 0 "$DRAIN" | awk -F= '$1 == "drain_per_s" {print $2}')
   stop_pids "${ws[@]}" "$B"
-  redis-cli -p "$RP" flushall > /dev/null
-  echo "$rate"
+  DEPTH_RATE=$rate
 }
 
 echo "| scenario | result |"
 echo "|---|---|"
-shallow=$(depth 1000)
-deep=$(depth "$DEEP")
-printf '| drain rate, 1,000 queued behind | %.0f tasks/s |\n' "$shallow"
-printf '| drain rate, %s queued behind | %.0f tasks/s (%.2f× the shallow rate) |\n' "$DEEP" "$deep" \
-  "$(echo "$deep / $shallow" | bc -l)"
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+shallows=(); deeps=()
+for _ in $(seq "$DEPTH_REPS"); do
+  depth 1000; shallows+=("$DEPTH_RATE")
+  depth "$DEEP"; deeps+=("$DEPTH_RATE")
+done
+shallow=$(median "${shallows[@]}"); deep=$(median "${deeps[@]}")
+printf '| drain rate of %s, 1,000 queued behind | median %.0f tasks/s (runs: %s) |\n' "$DRAIN" \
+  "$shallow" "$(printf '%.0f ' "${shallows[@]}")"
+printf '| drain rate of %s, %s queued behind | median %.0f tasks/s (runs: %s): %.2f× the shallow median |\n' \
+  "$DRAIN" "$DEEP" "$deep" "$(printf '%.0f ' "${deeps[@]}")" "$(echo "$deep / $shallow" | bc -l)"
 
 start_broker idle
 idle=$(/usr/bin/python3 bench/idle_conns.py "$BP" 10000 "$B")
