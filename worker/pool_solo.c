@@ -16,27 +16,23 @@
 #define SOLO_TURN_TASKS 64
 #define SOLO_TURN_MS 5
 
-static void solo_cancelled(cel_slot *s) {
+/* Ends the slot's task as failed without running it (retry false). */
+static void solo_fail(cel_slot *s, const char *error, const char *reason) {
     cel_msg o;
     memset(&o, 0, sizeof o);
     o.op = CEL_OP_FAIL, o.id = cel_str_c(s->id), o.token = s->token;
-    o.error = cel_str_c("cancelled before it started"), o.reason = cel_str_c("cancelled");
+    o.error = cel_str_c(error), o.reason = cel_str_c(reason);
     cel_msg_set(&o, CEL_F_ID), cel_msg_set(&o, CEL_F_TOKEN), cel_msg_set(&o, CEL_F_ERROR);
     cel_msg_set(&o, CEL_F_RETRY), cel_msg_set(&o, CEL_F_REASON);
     pool_report(s, &o);
 }
 
 static void solo_run_one(cel_pool *p, cel_slot *s) {
-    if (s->end == SLOT_END_CANCEL) return solo_cancelled(s);
+    if (s->end == SLOT_END_CANCEL) return solo_fail(s, "cancelled before it started", "cancelled");
     cel_msg o;
     if (runner_run(p->runner, p->solo_frame.data, p->solo_frame.len, &o)) return pool_report(s, &o);
     /* The daemon hands the pool only task frames; anything else still ends the slot's task. */
-    memset(&o, 0, sizeof o);
-    o.op = CEL_OP_FAIL, o.id = cel_str_c(s->id), o.token = s->token;
-    o.error = cel_str_c("task frame could not be decoded"), o.reason = cel_str_c("error");
-    cel_msg_set(&o, CEL_F_ID), cel_msg_set(&o, CEL_F_TOKEN), cel_msg_set(&o, CEL_F_ERROR);
-    cel_msg_set(&o, CEL_F_RETRY), cel_msg_set(&o, CEL_F_REASON);
-    pool_report(s, &o);
+    solo_fail(s, "task frame could not be decoded", "error");
 }
 
 static void solo_event(evutil_socket_t fd, short what, void *arg) {
