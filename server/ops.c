@@ -92,7 +92,7 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
                                   ok ? (rep->elements - nres) / LEASE_FIELDS : 0, ok);
     b->lease = NULL;
     if (ok) {
-        /* Wake workers of every queue that got a task (but the one the lease just emptied). */
+        /* Wake workers of every queue that got a task (but not for tasks the lease took). */
         for (size_t i = 0; i < b->nentries; i++) {
             const redisReply *st = rep->element[3 * i + 1];
             if (st->str && strcmp(st->str, "scheduled") == 0) reaper_kick(s);
@@ -122,28 +122,25 @@ static long long wall_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The task's body (see task_body in broker.h) as one argument. */
+/* The task's body (see task_body in broker.h) as one argument, packed straight into the batch:
+ * the head, then the args. */
 static void enqueue_body_arg(batch *b, const cel_msg *m) {
     size_t start = b->arena.len;
-    cel_buf packed;
-    cel_buf_init(&packed);
-    task_body body = {.name = m->task,
+    task_body head = {.name = m->task,
                       .priority = m->priority,
                       .soft_ms = m->soft_ms,
                       .hard_ms = m->hard_ms,
-                      .created_ms = wall_ms(),
-                      .args = (const uint8_t *)"\x90", /* no args: an empty array */
-                      .args_len = 1};
+                      .created_ms = wall_ms()};
+    task_body_pack(&b->arena, &head);
     if (m->args.obj) {
         msgpack_packer pk;
-        msgpack_packer_init(&pk, &packed, cel_buf_msgpack_write);
+        msgpack_packer_init(&pk, &b->arena, cel_buf_msgpack_write);
         msgpack_pack_object(&pk, *m->args.obj);
-        body.args = packed.data, body.args_len = (uint32_t)packed.len;
     } else if (m->args.bytes) {
-        body.args = m->args.bytes, body.args_len = m->args.len;
+        cel_buf_append(&b->arena, m->args.bytes, m->args.len);
+    } else {
+        cel_buf_append(&b->arena, "\x90", 1); /* no args: an empty array */
     }
-    task_body_pack(&b->arena, &body);
-    cel_buf_free(&packed);
     batch_arg_since(b, start);
 }
 

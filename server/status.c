@@ -17,7 +17,8 @@ bool task_body_pack(cel_buf *out, const task_body *b) {
     msgpack_pack_uint64(&pk, b->soft_ms);
     msgpack_pack_uint64(&pk, b->hard_ms);
     msgpack_pack_int64(&pk, b->created_ms);
-    return cel_buf_append(out, b->args, b->args_len) && out->len > before;
+    if (b->args_len && !cel_buf_append(out, b->args, b->args_len)) return false;
+    return out->len > before;
 }
 
 /* A big-endian unsigned integer of n bytes at *p, when they are there. */
