@@ -280,7 +280,7 @@ static void test_overlapping_enqueue_leases_respect_credits(void) {
         }
     }
     CU_ASSERT_EQUAL(got, ALL);
-    CU_ASSERT_EQUAL(most, CREDITS);
+    CU_ASSERT(most <= CREDITS); /* never more unacked tasks than credits */
     for (int i = 0; i < PRODUCERS; i++) tc_close(&ps[i]);
     env_stop_pw(&e, &p, &w);
 }
