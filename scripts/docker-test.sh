@@ -208,10 +208,10 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 VICTIM=$("${DC[@]}" ps -q worker | sed -n 1p)  # sed reads all: no SIGPIPE under pipefail
-busy=$(docker exec "$BROKER" bash -c 'exec 3<>/dev/tcp/127.0.0.1/7878; echo WORKERS >&3; read -r l <&3; echo "$l"' \
-  | grep -o '"busy":[0-9]*' | paste -sd ' ')
+leased=$(docker exec "$BROKER" bash -c 'exec 3<>/dev/tcp/127.0.0.1/7878; echo WORKERS >&3; read -r l <&3; echo "$l"' \
+  | grep -o '"leased":[0-9]*' | paste -sd ' ')
 docker kill "$VICTIM" > /dev/null
-phase "killed worker ${VICTIM:0:12} (SIGKILL) at $(($(stat acked) - BASE))/$TASKS acked, $(($(stat enqueued) - BASE)) enqueued; workers' busy slots then: $busy"
+phase "killed worker ${VICTIM:0:12} (SIGKILL) at $(($(stat acked) - BASE))/$TASKS acked, $(($(stat enqueued) - BASE)) enqueued; tasks leased to the workers then: $leased"
 wait "$PRODUCER" || { cat "$W/producer.log"; die "producer"; }
 phase "producer enqueued $TASKS tasks"
 

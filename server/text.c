@@ -271,7 +271,7 @@ static void cmd_workers(cel_client *c, text_args *a, cel_msg *m) {
             json_array_append_new(queues, json_string(w->queues[i]->name));
         json_array_append_new(list, json_pack("{ss ss so si si sI}", "address", w->addr, "name",
                                               w->name, "queues", queues, "credits", (int)w->credits,
-                                              "busy", (int)w->nleases, "idle_ms",
+                                              "leased", (int)w->nleases, "idle_ms",
                                               (json_int_t)(cel_now_ms() - w->last_read_ms)));
     }
     out_json(c, "OK", list);

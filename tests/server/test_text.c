@@ -177,6 +177,30 @@ static void test_monitor_streams_events_while_tasks_flow(void) {
     env_stop(&e);
 }
 
+/* WORKERS shows each worker's credits and the tasks leased to it (running or prefetched: the
+ * broker cannot tell them apart). */
+static void test_workers_lists_credits_and_leased_tasks(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, NULL));
+    tc p, w;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    tc_consume(&w, "wq", 3);
+    tc_enqueue_sync(&p, "wq", "t", "w1");
+    tc_enqueue_sync(&p, "wq", "t", "w2");
+    CU_ASSERT_PTR_NOT_NULL(tc_recv(&w, 3000));
+    CU_ASSERT_PTR_NOT_NULL(tc_recv(&w, 3000));
+    line_conn l;
+    CU_ASSERT_FATAL(lc_open(&l, e.broker.port));
+    const char *r = cmd(&l, "WORKERS");
+    ASSERT_CONTAINS(r, "\"queues\":[\"wq\"]");
+    ASSERT_CONTAINS(r, "\"credits\":3");
+    ASSERT_CONTAINS(r, "\"leased\":2");
+    close(l.fd);
+    tc_close(&p), tc_close(&w);
+    env_stop(&e);
+}
+
 static void test_text_protocol_can_be_disabled(void) {
     env e;
     char *flags[] = {"--text", "off", NULL};
@@ -195,6 +219,7 @@ int main(void) {
         {"long lines, IAC and NUL bytes are refused cleanly",
          test_long_lines_iac_and_nul_bytes_are_refused_cleanly},
         {"MONITOR streams events while tasks flow", test_monitor_streams_events_while_tasks_flow},
+        {"WORKERS lists credits and leased tasks", test_workers_lists_credits_and_leased_tasks},
         {"text protocol can be disabled", test_text_protocol_can_be_disabled},
         {NULL, NULL}};
     return th_run("text protocol", tests);
