@@ -181,10 +181,8 @@ static void test_monitor_streams_events_while_tasks_flow(void) {
  * broker cannot tell them apart). */
 static void test_workers_lists_credits_and_leased_tasks(void) {
     env e;
-    CU_ASSERT_FATAL(env_start(&e, NULL));
     tc p, w;
-    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
-    CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
+    env_start_pw(&e, NULL, &p, &w);
     tc_consume(&w, "wq", 3);
     tc_enqueue_sync(&p, "wq", "t", "w1");
     tc_enqueue_sync(&p, "wq", "t", "w2");
@@ -197,8 +195,7 @@ static void test_workers_lists_credits_and_leased_tasks(void) {
     ASSERT_CONTAINS(r, "\"credits\":3");
     ASSERT_CONTAINS(r, "\"leased\":2");
     close(l.fd);
-    tc_close(&p), tc_close(&w);
-    env_stop(&e);
+    env_stop_pw(&e, &p, &w);
 }
 
 static void test_text_protocol_can_be_disabled(void) {
