@@ -208,9 +208,8 @@ typedef struct task_body {
     const uint8_t *args; /* inside the unpacked bytes */
     uint32_t args_len;
 } task_body;
-/* Appends a body to out; args is one packed msgpack value, or none (args_len 0) when the caller
- * appends it itself. */
-bool task_body_pack(cel_buf *out, const task_body *b);
+/* Appends the head of a body (all but the args, which the caller appends) to out. */
+void task_body_pack_head(cel_buf *out, const task_body *b);
 /* False when p is not a well-formed body (its strings then point into p). */
 bool task_body_unpack(const char *p, size_t len, task_body *b);
 bool state_is_terminal(const char *st, size_t len);

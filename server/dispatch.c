@@ -125,6 +125,13 @@ static void push_task(cel_client *c, const redisReply *const *f) {
     conn_send(c, &t);
 }
 
+/* Gives back what a lease call held: the queue's dispatch slot and the worker's reserved
+ * credits (leased tasks count in its leases from here on). */
+static void lease_unreserve(lease_call *lc) {
+    if (lc->holds_slot) lc->q->dispatching = false;
+    lc->c->reserved -= lc->asked;
+}
+
 /* Leased tasks reach the worker; if it went away meanwhile they go straight back. Returns true
  * when the queue may hold more ready tasks. */
 static bool lease_finish(lease_call *lc, redisReply *const *elems, size_t n, bool ok,
@@ -132,8 +139,7 @@ static bool lease_finish(lease_call *lc, redisReply *const *elems, size_t n, boo
     cel_queue *q = lc->q;
     cel_client *c = lc->c;
     cel_server *s = c->srv;
-    if (lc->holds_slot) q->dispatching = false;
-    c->reserved -= lc->asked;
+    lease_unreserve(lc);
     cel_lease orphans[64];
     size_t norphans = 0;
     for (size_t i = 0; i < n; i++) {
@@ -227,8 +233,7 @@ static void dispatch_one(cel_server *s, cel_queue *q) {
     cel_error err;
     if (cel_redis_script(s->redis, s->script[SCRIPT_DISPATCH], 5, argv, NULL, lease_done, lc,
                          &err) != CEL_OK) {
-        q->dispatching = false;
-        lc->c->reserved -= lc->asked;
+        lease_unreserve(lc);
         client_unref(lc->c);
         free(lc);
     }

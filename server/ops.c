@@ -131,7 +131,7 @@ static void enqueue_body_arg(batch *b, const cel_msg *m) {
                       .soft_ms = m->soft_ms,
                       .hard_ms = m->hard_ms,
                       .created_ms = wall_ms()};
-    task_body_pack(&b->arena, &head);
+    task_body_pack_head(&b->arena, &head);
     if (m->args.obj) {
         msgpack_packer pk;
         msgpack_packer_init(&pk, &b->arena, cel_buf_msgpack_write);

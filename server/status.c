@@ -7,18 +7,15 @@
 
 /* ---- the task body ------------------------------------------------------------------------ */
 
-bool task_body_pack(cel_buf *out, const task_body *b) {
+void task_body_pack_head(cel_buf *out, const task_body *b) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, cel_buf_msgpack_write);
-    size_t before = out->len;
     msgpack_pack_array(&pk, 5);
     msgpack_pack_str_with_body(&pk, b->name.ptr ? b->name.ptr : "", b->name.len);
     msgpack_pack_int64(&pk, b->priority);
     msgpack_pack_uint64(&pk, b->soft_ms);
     msgpack_pack_uint64(&pk, b->hard_ms);
     msgpack_pack_int64(&pk, b->created_ms);
-    if (b->args_len && !cel_buf_append(out, b->args, b->args_len)) return false;
-    return out->len > before;
 }
 
 /* A big-endian unsigned integer of n bytes at *p, when they are there. */

@@ -19,11 +19,11 @@
 #define POOL_RESTART_RETRY_MS 1000
 
 static void slot_read(struct bufferevent *bev, void *arg);
+static void slot_timer(evutil_socket_t fd, short what, void *arg);
 
 const char *cel_pool_kind_name(cel_pool_kind k) {
     return k == CEL_POOL_THREADS ? "threads" : k == CEL_POOL_SOLO ? "solo" : "prefork";
 }
-static void slot_timer(evutil_socket_t fd, short what, void *arg);
 
 static void arm_ms(struct event *ev, long long ms) {
     struct timeval tv = {ms > 0 ? ms / 1000 : 0, ms > 0 ? (ms % 1000) * 1000 : 0};
