@@ -177,6 +177,9 @@ static void proc_log_path(th_proc *p, const char *kind) {
     static int n;
     snprintf(p->log, sizeof p->log, "%s/celeriac-%s-%d-%d.log",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", kind, (int)getpid(), n++);
+    /* Logs of failed runs are kept, so a file of this name is an earlier process's with our
+     * pid: tests that read the log must not see its lines. */
+    unlink(p->log);
 }
 
 /* argv = fixed flags followed by the caller's extra flags. */
