@@ -63,6 +63,7 @@ typedef struct worker {
     size_t stale; /* running tasks leased on an earlier connection: they still use credits */
     bool draining, stopping;
     unsigned long long done;
+    long long unreachable_logged_ms; /* when "broker not reachable" was last logged; 0: not yet */
 } worker;
 
 static void start_waiting(worker *w);
@@ -440,10 +441,24 @@ static void ping_reply(cel_conn *c, const cel_msg *r, const cel_error *err, void
     if (r && r->op == CEL_OP_ERROR) log_warn("heartbeat refused: %s", err->msg);
 }
 
+/* While no broker answers, say so at the first heartbeat and then every 30 s: a worker started
+ * before its broker (or cut off from it) must not look idle and healthy in its log. */
+static void report_unreachable(worker *w) {
+    long long now = cel_now_ms();
+    if (cel_conn_failed_attempts(w->conn) == 0) return; /* not tried since the loss yet */
+    if (w->unreachable_logged_ms && now - w->unreachable_logged_ms < 30000) return;
+    w->unreachable_logged_ms = now;
+    log_warn("broker not reachable (%s; %u failed attempts); still retrying",
+             cel_conn_last_error(w->conn), cel_conn_failed_attempts(w->conn));
+}
+
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     worker *w = arg;
-    if (!cel_conn_is_up(w->conn)) return;
+    if (!cel_conn_is_up(w->conn)) {
+        report_unreachable(w);
+        return;
+    }
     cel_msg m;
     memset(&m, 0, sizeof m);
     m.op = CEL_OP_PING;
@@ -466,6 +481,7 @@ static void on_state(cel_conn *c, bool up, void *arg) {
     }
     w->epoch++;
     w->stale = w->nheld;
+    w->unreachable_logged_ms = 0;
     size_t resend = 0;
     outcome *o;
     TAILQ_FOREACH(o, &w->outcomes, link) resend++;

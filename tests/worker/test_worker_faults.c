@@ -229,6 +229,30 @@ static void test_credits_after_a_reconnect_count_running_tasks(void) {
     env_stop(&e);
 }
 
+/* With its broker gone, the worker says so at its next heartbeat and then at most every 30 s
+ * (not per heartbeat or per attempt), and again in the next outage after a reconnect. */
+static void test_unreachable_broker_is_logged_once_per_outage(void) {
+    env e;
+    char *flags[] = {"--heartbeat-ms", "100", NULL};
+    const char *line = "broker not reachable (127.0.0.1:";
+    CU_ASSERT_FATAL(env_start(&e, NULL, flags));
+    CU_ASSERT_FATAL(file_wait(e.worker.log, "connected to a broker", 5000));
+    CU_ASSERT(file_count(e.worker.log, line) == 0);
+    tc_close(&e.p);
+    th_proc_stop(&e.broker, SIGKILL);
+    CU_ASSERT(file_wait(e.worker.log, line, 3000));
+    th_sleep_ms(700); /* several heartbeats and failed attempts later: still one line */
+    CU_ASSERT(file_count(e.worker.log, line) == 1);
+    CU_ASSERT(file_count(e.worker.log, "Connection refused; ") == 1);
+    CU_ASSERT_FATAL(th_broker_restart(&e.broker, &e.redis, broker_flags));
+    CU_ASSERT(file_wait_count(e.worker.log, "connected to a broker", 2, 5000));
+    th_proc_stop(&e.broker, SIGKILL);
+    CU_ASSERT(file_wait_count(e.worker.log, line, 2, 3000));
+    CU_ASSERT_FATAL(th_broker_restart(&e.broker, &e.redis, broker_flags));
+    CU_ASSERT_FATAL(tc_connect(&e.p, e.broker.port, "producer"));
+    env_stop(&e);
+}
+
 static void test_worker_fails_over_to_the_next_broker(void) {
     env e;
     CU_ASSERT_FATAL(env_start(&e, NULL, (void *)-1));
@@ -343,6 +367,8 @@ int main(void) {
          test_ack_refused_during_a_redis_outage_is_resent},
         {"credits after a reconnect count running tasks",
          test_credits_after_a_reconnect_count_running_tasks},
+        {"unreachable broker is logged once per outage",
+         test_unreachable_broker_is_logged_once_per_outage},
         {"worker fails over to the next broker", test_worker_fails_over_to_the_next_broker},
         {"poison task goes dead while others flow", test_poison_task_goes_dead_while_others_flow},
         {"10k delayed tasks due at once run exactly once",

@@ -117,11 +117,16 @@ static inline int file_count(const char *path, const char *needle) {
     return n;
 }
 
+/* Waits up to ms for needle to be on at least count lines of the file. */
+static inline bool file_wait_count(const char *path, const char *needle, int count, int ms) {
+    long long end = th_now_ms() + ms;
+    while (file_count(path, needle) < count && th_now_ms() < end) th_sleep_ms(20);
+    return file_count(path, needle) >= count;
+}
+
 /* Waits up to ms for needle to appear in the file. */
 static inline bool file_wait(const char *path, const char *needle, int ms) {
-    long long end = th_now_ms() + ms;
-    while (file_count(path, needle) == 0 && th_now_ms() < end) th_sleep_ms(20);
-    return file_count(path, needle) > 0;
+    return file_wait_count(path, needle, 1, ms);
 }
 
 /* The worker's pool children (Linux /proc); returns how many were stored. */
