@@ -155,9 +155,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < r.n; i++) lines += r.delivered[i];
     printf("soak: faults:");
     for (int f = 0; f < 5; f++) printf(" %s=%d", fault_names[f], s.faults[f]);
-    printf("\nsoak: %d tasks sent in %d s of faults (+%lld s to heal and drain), %d deliveries, "
-           "%.0f tasks/s overall\n",
-           sent, seconds, (th_now_ms() - heal) / 1000, lines,
+    printf("\nsoak: %d tasks sent in %lld s of faults (%s; +%lld s to heal and drain), %d "
+           "deliveries, %.0f tasks/s overall\n",
+           sent, (heal - start) / 1000, sent < total ? "time limit" : "every task sent",
+           (th_now_ms() - heal) / 1000, lines,
            elapsed > 0 ? (double)c->succeeded * 1000 / (double)elapsed : 0);
     bool ok = c->lost == 0 && c->unexpected == 0 && c->untyped == 0 && left == 0 &&
               c->acked_enqueues == sent;
