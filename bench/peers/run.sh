@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/peers/run.sh PEER CONFIG N — one peer configuration, all phases, one markdown row on stdout:
 #   | peer | config | N | enqueue/s | e2e/s | p50 ms | p99 ms | max ms | cpu µs/task | redis cmds/task |
-# PEER/CONFIG: celeriac wK[-threads][-pipe] · beanstalkd w1|w2 · celery solo|prefork2 ·
+# PEER/CONFIG: celeriac wK[-threads][-pipe] · beanstalkd w1|w2|w2-binlog · celery solo|prefork2 ·
 #              rq w1-simple|w2-simple|w1-fork|w2-fork · bullmq c1|c50|w2c1 (wKcC = K worker
 #              processes with concurrency C)
 # Phases (seq ranges never overlap, records from every phase stay in $LOG_DIR/rec):
@@ -112,10 +112,17 @@ case "$PEER" in
       fi
     done
     BP=$(free_port)
-    start_bg beanstalkd srv beanstalkd -l 127.0.0.1 -p "$BP"   # no -b: no binlog (its default)
+    # wK: no binlog (beanstalkd's default: jobs in memory only). wK-binlog: its write-ahead log
+    # in the same directory as celeriac's AOF, fsync at most once a second like AOF everysec.
+    BINLOG=()
+    case "$CONFIG" in
+      w[0-9]*-binlog) NW=${CONFIG%-binlog}; NW=${NW#w}; mkdir -p "$SRV_TMP/binlog"; BINLOG=(-b "$SRV_TMP/binlog" -f 1000) ;;
+      w[0-9]*) NW=${CONFIG#w} ;;
+      *) echo "beanstalkd config: wK or wK-binlog" >&2; exit 2 ;;
+    esac
+    start_bg beanstalkd srv beanstalkd -l 127.0.0.1 -p "$BP" "${BINLOG[@]}"
     SERVER_PIDS+=("$LAST_PID"); wait_port "$BP"
     PRODUCER=("$BUILD_DIR/bs_producer" 127.0.0.1 "$BP" bench)
-    case "$CONFIG" in w[0-9]*) NW=${CONFIG#w} ;; *) echo "beanstalkd config: wK" >&2; exit 2 ;; esac
     start_workers() { for i in $(seq "$NW"); do start_bg "worker$i" cli "$BUILD_DIR/bs_worker" 127.0.0.1 "$BP" bench "$REC"; WORKER_PIDS+=("$LAST_PID"); done; }
     ;;
   celery)

@@ -15,7 +15,7 @@ RQ_N=${RQ_N:-$(( N < 5000 ? N : 5000 ))}
 MATRIX=(
   "celeriac w1" "celeriac w2" "celeriac w2-threads" "celeriac w2-solo" "celeriac w2-pipe"
   "celeriac w2-solo-pipe" "celeriac w2-solo-pf256-pipe"
-  "beanstalkd w1" "beanstalkd w2"
+  "beanstalkd w1" "beanstalkd w2" "beanstalkd w2-binlog"
   "celery solo" "celery prefork2"
   "rq w2-simple"
   "bullmq c50" "bullmq w2c1"
