@@ -212,6 +212,9 @@ typedef struct task_body {
 void task_body_pack_head(cel_buf *out, const task_body *b);
 /* False when p is not a well-formed body (its strings then point into p). */
 bool task_body_unpack(const char *p, size_t len, task_body *b);
+/* True when n leased tasks (LEASE_FIELDS values each: id, body, attempt, token, lease_ms) have
+ * the types the scripts give them; the broker refuses anything else whole. */
+bool lease_reply_valid(redisReply *const *elems, size_t n);
 bool state_is_terminal(const char *st, size_t len);
 void status_reply(cel_client *c, uint64_t seq, const char *id, size_t idlen,
                   const redisReply *hash);

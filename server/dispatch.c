@@ -140,6 +140,12 @@ static bool lease_finish(lease_call *lc, redisReply *const *elems, size_t n, boo
     cel_client *c = lc->c;
     cel_server *s = c->srv;
     lease_unreserve(lc);
+    if (ok && !lease_reply_valid(elems, n)) {
+        /* Not what the scripts send (a script from another version, a reply mangled on the
+         * way): nothing is pushed, and the tasks come back when their leases run out. */
+        log_error("dispatch from %s: unreadable lease reply from Redis (%zu tasks)", q->name, n);
+        n = 0;
+    }
     cel_lease orphans[64];
     size_t norphans = 0;
     for (size_t i = 0; i < n; i++) {

@@ -1,8 +1,9 @@
 /* Fuzz target: Redis replies into the broker. The input is a RESP byte stream (what Redis, or
  * something in its place, sent); hiredis's reader turns it into reply trees, and each one goes
  * through status_reply (server/status.c), which makes a task's Redis hash into the task_info a
- * client receives. The reply must never crash the broker, and the message it produces must
- * encode, or be refused by the encoder, cleanly. conn_send here is conn.c's binary path. */
+ * client receives, and through lease_reply_valid, the check a lease reply passes first. The reply
+ * must never crash the broker, and the message it produces must encode, or be refused by the
+ * encoder, cleanly. conn_send here is conn.c's binary path. */
 #include <hiredis/hiredis.h>
 #include <string.h>
 
@@ -53,6 +54,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         void *reply = NULL;
         if (redisReaderGetReply(r, &reply) != REDIS_OK || !reply) break;
         status_reply(&c, 7, "task-1", 6, reply);
+        const redisReply *rep = reply;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements % LEASE_FIELDS == 0)
+            (void)lease_reply_valid(rep->element, rep->elements / LEASE_FIELDS);
         freeReplyObject(reply);
     }
     redisReaderFree(r);
