@@ -214,9 +214,11 @@ static int parse(cel_worker_config *c, int argc, char **argv) {
 
 static int fill_registry(celeriac_registry *reg, const cel_worker_config *cfg,
                          celeriac_plugin_init_fn init) {
+    reg->origin = "the built-ins";
     if (builtin_register(reg) != 0) return log_error("cannot register the built-in tasks"), 1;
+    reg->origin = "the program", reg->refused[0] = 0;
     if (init && init(reg) != 0) {
-        log_error("task registration failed (a task name invalid or already taken?)");
+        log_error("task registration failed%s%s", reg->refused[0] ? ": " : "", reg->refused);
         return 1;
     }
     for (size_t i = 0; i < cfg->nplugins; i++) {

@@ -17,6 +17,7 @@ typedef struct cel_handler {
     char name[CEL_NAME_MAX + 1];
     celeriac_task_fn fn;
     void *data;
+    const char *origin; /* the plugin path that registered it, "the built-ins" or "the program" */
 } cel_handler;
 
 /* Filled before the pool starts and only read afterwards, so prefork children inherit it and
@@ -24,6 +25,8 @@ typedef struct cel_handler {
 struct celeriac_registry {
     cel_handler *items;
     size_t n, cap;
+    const char *origin; /* who registers now (see cel_handler.origin) */
+    char refused[200];  /* why the last registration was refused */
 };
 
 void registry_init(celeriac_registry *r);

@@ -307,6 +307,12 @@ static void test_flags_help_and_start_up_errors(void) {
     st = run_worker_cli(missing, out);
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 1);
     CU_ASSERT(file_count(out, "cannot load plugin: /nonexistent/libnothing.so") == 1);
+    /* The same task names twice: refused, naming the task and who registered it first. */
+    char *twice[] = {"--plugin", TEST_PLUGIN,   "--plugin", TEST_PLUGIN,
+                     "--broker", "127.0.0.1:1", NULL};
+    st = run_worker_cli(twice, out);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    CU_ASSERT(file_count(out, "\" is already registered by " TEST_PLUGIN) == 1);
     unlink(out);
 }
 
