@@ -61,6 +61,9 @@ static const opt_desc opts[] = {
     I("retry-cap-ms", retry_cap_ms, 1, 86400000 * 7, "longest retry delay (default 3600000)"),
     I("poison-limit", poison_limit, 1, 1000,
       "deliveries that killed their worker before a task goes dead (default 3)"),
+    I("busy-poll-us", busy_poll_us, 0, 100000,
+      "after input, poll this many microseconds before sleeping: lower latency for the CPU "
+      "it burns (default 0: off)"),
     {"text", O_TEXT, offsetof(cel_config, text_mode), 0, 0, 0,
      "text protocol: off, loopback (default) or on"},
     {"log-level", O_LOG, offsetof(cel_config, log_level), 0, 0, 0,

@@ -31,13 +31,11 @@ typedef struct cel_config {
     int max_redis_inflight;
     int result_ttl_s;
     int dispatch_batch;
-    int poll_ms;
+    int poll_ms;       /* re-check queues with idle workers (enqueues via other brokers) */
     int retry_base_ms; /* first retry delay; doubles per attempt */
     int retry_cap_ms;  /* longest retry delay */
-    int poison_limit;
-    /* deliveries that killed their worker before a task is dead */ /* re-check queues with idle
-                                                                       workers (enqueues via
-                                                                       other brokers) */
+    int poison_limit;  /* deliveries that killed their worker before a task is dead */
+    int busy_poll_us;  /* after input, poll this long before sleeping (0: off) */
     cel_text_mode text_mode;
     cel_log_level log_level;
     char log_file[256];

@@ -168,6 +168,7 @@ static void read_binary(cel_client *c) {
 }
 
 static void on_read(struct bufferevent *bev, void *arg) {
+    cel_loop_inputs++;
     cel_client *c = arg;
     (void)bev;
     if (c->closing) return;
@@ -236,8 +237,10 @@ static void conn_flush(cel_client *c) {
             return;
         }
     }
-    if (evbuffer_get_length(out) > 0) bufferevent_enable(c->bev, EV_WRITE);
-    else output_written(c);
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(c->bev, EV_WRITE);
+    else
+        output_written(c);
 }
 
 /* Runs once per loop turn in which replies were queued, after the callbacks that queued them:

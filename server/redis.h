@@ -44,4 +44,8 @@ int cel_redis_script_register(const char *name, const char *source);
 cel_err cel_redis_script(cel_redis *r, int id, int argc, const char **argv, const size_t *lens,
                          cel_redis_cb cb, void *arg, cel_error *err);
 
+/* Reads from clients and from Redis seen by the broker's one event loop: --busy-poll-us keeps
+ * polling while this keeps moving (server.c). */
+extern unsigned long cel_loop_inputs;
+
 #endif

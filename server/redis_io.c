@@ -19,6 +19,7 @@ static redis_io *flushing;
 
 static void on_readable(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
+    cel_loop_inputs++;
     redisAsyncHandleRead(((redis_io *)arg)->ac);
 }
 

@@ -173,6 +173,25 @@ static bool listen_on(cel_server *s) {
     return true;
 }
 
+unsigned long cel_loop_inputs;
+
+/* The event loop. With --busy-poll-us, after any input the loop keeps polling without sleeping
+ * for that long: the next message (a Redis reply, a producer's next enqueue) is often due within
+ * tens of microseconds, and on a VM, waking a sleeping process costs about as much. */
+static void run_loop(cel_server *s, long spin_us) {
+    if (spin_us <= 0) {
+        event_base_dispatch(s->base);
+        return;
+    }
+    unsigned long seen = cel_loop_inputs - 1;
+    long long last = 0;
+    while (!event_base_got_exit(s->base) && !event_base_got_break(s->base)) {
+        long long now = cel_now_us();
+        if (cel_loop_inputs != seen) seen = cel_loop_inputs, last = now;
+        event_base_loop(s->base, now - last < spin_us ? EVLOOP_NONBLOCK : EVLOOP_ONCE);
+    }
+}
+
 static struct event *timer_every(cel_server *s, int ms, event_callback_fn fn) {
     struct event *ev = event_new(s->base, -1, EV_PERSIST, fn, s);
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -193,9 +212,8 @@ static void server_free(cel_server *s) {
         free(q);
     }
     if (s->listener) evconnlistener_free(s->listener);
-    struct event *evs[] = {s->reaper,  s->poll,    s->accept_retry, s->sig_term,
-                           s->sig_int, s->sig_hup, s->rate_timer,   s->reap_soon,
-                           s->flush};
+    struct event *evs[] = {s->reaper,  s->poll,       s->accept_retry, s->sig_term, s->sig_int,
+                           s->sig_hup, s->rate_timer, s->reap_soon,    s->flush};
     for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
         if (evs[i]) event_free(evs[i]);
     cel_buf_free(&s->out);
@@ -232,7 +250,7 @@ int server_run(cel_config *cfg) {
     log_info("celeriacd %s listening on %s:%d, redis %s:%d, prefix '%s'", s->broker_id, cfg->listen,
              cfg->port, cfg->redis_socket[0] ? cfg->redis_socket : cfg->redis_host, cfg->redis_port,
              cfg->prefix);
-    event_base_dispatch(s->base);
+    run_loop(s, cfg->busy_poll_us);
     server_free(s);
     log_info("stopped");
     return 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/peers/run.sh PEER CONFIG N — one peer configuration, all phases, one markdown row on stdout:
 #   | peer | config | N | enqueue/s | e2e/s | p50 ms | p99 ms | max ms | cpu µs/task | redis cmds/task |
-# PEER/CONFIG: celeriac wK[-threads][-pipe] · beanstalkd w1|w2|w2-binlog · celery solo|prefork2 ·
+# PEER/CONFIG: celeriac wK[-threads|-solo][-pfN][-bpN][-pipe] · beanstalkd w1|w2|w2-binlog · celery solo|prefork2 ·
 #              rq w1-simple|w2-simple|w1-fork|w2-fork · bullmq c1|c50|w2c1 (wKcC = K worker
 #              processes with concurrency C)
 # Phases (seq ranges never overlap, records from every phase stay in $LOG_DIR/rec):
@@ -174,18 +174,21 @@ case "$PEER" in
     [ -x "$CB/bench/celeriac-bench-producer" ] || { echo "build celeriac first (bench/run.sh or: cmake -S . -B build/demo -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build/demo)" >&2; exit 1; }
     REDIS_PERSIST=everysec start_redis
     CP=$(free_port)
-    start_bg celeriacd srv "$CB/server/celeriacd" --port "$CP" --redis-port "$RP" --log-level warn
+    # wK = K worker processes (prefork pool, one child each, prefetch 64); -threads: thread pool;
+    # -solo: tasks run in the worker process itself; -pfN: prefetch N; -bpN: the broker's
+    # --busy-poll-us N; -pipe: the producer keeps 256 enqueues in flight (async API) instead of
+    # waiting for each.
+    BUSY=0; [[ $CONFIG =~ -bp([0-9]+) ]] && BUSY=${BASH_REMATCH[1]}
+    start_bg celeriacd srv "$CB/server/celeriacd" --port "$CP" --redis-port "$RP" --log-level warn \
+      --busy-poll-us "$BUSY"
     SERVER_PIDS+=("$LAST_PID"); wait_port "$CP"
     PRODUCER=("$CB/bench/celeriac-bench-producer" "127.0.0.1:$CP" bench)
-    # wK = K worker processes (prefork pool, one child each, prefetch 64); -threads: thread pool;
-    # -solo: tasks run in the worker process itself; -pfN: prefetch N; -pipe: the producer keeps
-    # 256 enqueues in flight (async API) instead of waiting for each.
     NW=${CONFIG%%-*}; NW=${NW#w}; POOLK=prefork; PREFETCH=64
     [[ $CONFIG == *-threads* ]] && POOLK=threads
     [[ $CONFIG == *-solo* ]] && POOLK=solo
     [[ $CONFIG =~ -pf([0-9]+) ]] && PREFETCH=${BASH_REMATCH[1]}
     [[ $CONFIG == *-pipe* ]] && export BENCH_WINDOW=256
-    [[ $NW =~ ^[0-9]+$ ]] || { echo "celeriac config: wK[-threads|-solo][-pfN][-pipe]" >&2; exit 2; }
+    [[ $NW =~ ^[0-9]+$ ]] || { echo "celeriac config: wK[-threads|-solo][-pfN][-bpN][-pipe]" >&2; exit 2; }
     start_workers() {
       for i in $(seq "$NW"); do
         BENCH_REC_DIR=$REC start_bg "worker$i" cli "$CB/worker/celeriac-worker" --broker "127.0.0.1:$CP" \

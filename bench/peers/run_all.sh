@@ -13,7 +13,7 @@ N=${1:-20000}; REPS=${2:-3}
 PY=${PY:-/usr/bin/python3}
 RQ_N=${RQ_N:-$(( N < 5000 ? N : 5000 ))}
 MATRIX=(
-  "celeriac w1" "celeriac w2" "celeriac w2-threads" "celeriac w2-solo" "celeriac w2-pipe"
+  "celeriac w1" "celeriac w2" "celeriac w2-bp200" "celeriac w2-threads" "celeriac w2-solo" "celeriac w2-pipe"
   "celeriac w2-solo-pipe" "celeriac w2-solo-pf256-pipe"
   "beanstalkd w1" "beanstalkd w2" "beanstalkd w2-binlog"
   "celery solo" "celery prefork2"

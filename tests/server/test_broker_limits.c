@@ -1,5 +1,5 @@
 /* Every broker limit has a default, a flag and a test: connections, output buffer, idle
- * timeout, hello deadline, Redis commands in flight, frame size. */
+ * timeout, hello deadline, Redis commands in flight, frame size, busy polling. */
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -136,11 +136,74 @@ static void test_frame_limit_flag_is_enforced(void) {
     env_stop(&e);
 }
 
+/* CPU time (user + system, clock ticks) a process has used so far, from /proc. */
+static long long cpu_ticks(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (long long)(ut + st);
+}
+
+/* --busy-poll-us: while requests keep coming the loop polls instead of sleeping (CPU busy even
+ * though each request is tiny), tasks flow as without it, and once input stops the loop sleeps
+ * again (an idle broker burns no CPU). */
+static void test_busy_poll_spins_only_after_input(void) {
+    env e;
+    tc p, w;
+    /* No reaper run in the test's time: its Redis reply would open the window too. */
+    char *flags[] = {"--busy-poll-us", "100000", "--reaper-ms", "600000", NULL};
+    env_start_pw(&e, flags, &p, &w);
+    const cel_msg *r = tc_consume(&w, "q", 1);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    for (int i = 0; i < 20; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "bp-%d", i);
+        r = tc_enqueue_sync(&p, "q", "celeriac.noop", id);
+        CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+        const cel_msg *t = tc_recv(&w, 3000);
+        CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+        cel_msg task = *t;
+        r = tc_ack(&w, &task);
+        CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    }
+    /* A stats request every 50 ms for a second: each keeps the 100 ms window open. */
+    long long t0 = cpu_ticks(e.broker.pid);
+    for (int i = 0; i < 20; i++) {
+        CU_ASSERT(tc_stat(&p, "enqueued") == 20);
+        th_sleep_ms(50);
+    }
+    long long busy = cpu_ticks(e.broker.pid) - t0;
+    tc_close(&w); /* an idle worker's queue is polled in Redis every --poll-ms: input too */
+    th_sleep_ms(300);
+    t0 = cpu_ticks(e.broker.pid);
+    th_sleep_ms(1000);
+    long long idle = cpu_ticks(e.broker.pid) - t0;
+    CU_ASSERT(busy > 50); /* of ~100 ticks in that second */
+    CU_ASSERT(idle >= 0 && idle < 25);
+    if (busy <= 50 || idle >= 25) fprintf(stderr, "\nbusy %lld idle %lld ticks\n", busy, idle);
+    tc_close(&p);
+    env_stop(&e);
+}
+
 static void test_bad_flags_are_refused_with_a_message(void) {
     char *argv[] = {(char *)th_bin("server/celeriacd"), "--port", "99999", NULL};
     pid_t pid = th_spawn(argv, "/dev/null");
     int st = th_stop(pid, 0, 5000);
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    char *spin[][3] = {{"--busy-poll-us", "100001", NULL}, {"--busy-poll-us", "-1", NULL}};
+    for (int i = 0; i < 2; i++) {
+        char *bad[] = {(char *)th_bin("server/celeriacd"), spin[i][0], spin[i][1], NULL};
+        st = th_stop(th_spawn(bad, "/dev/null"), 0, 5000);
+        CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    }
     char *help[] = {(char *)th_bin("server/celeriacd"), "--help", NULL};
     pid = th_spawn(help, "/dev/null");
     st = th_stop(pid, 0, 5000);
@@ -211,6 +274,7 @@ int main(void) {
          test_idle_and_hello_timeouts_close_connections},
         {"redis in-flight limit answers BUSY", test_redis_inflight_limit_answers_busy},
         {"frame limit flag is enforced", test_frame_limit_flag_is_enforced},
+        {"busy poll spins only after input", test_busy_poll_spins_only_after_input},
         {"bad flags are refused with a message", test_bad_flags_are_refused_with_a_message},
         {"config file sets flags", test_config_file_sets_flags},
         {"redis over a unix socket", test_redis_over_a_unix_socket},
