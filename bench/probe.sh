@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# bench/probe.sh N WINDOW [PERF] — one quick A/B probe of the whole stack: redis-server (AOF
+# everysec) + celeriacd + $WORKERS workers running bench.record + celeriac-bench-producer
+# enqueueing N tasks (WINDOW 0: one at a time, the sync API; WINDOW > 0: that many in flight).
+# Prints the time to enqueue and to start all N, CPU µs per task of the broker, Redis and the
+# workers (from /proc), and Redis commands per task. PERF (optional): broker|redis|workers
+# records a call-graph profile of that process over the run (perf.data in the run dir, which is
+# kept and printed), sys counts the broker's system calls and context switches per task.
+# Env: BUILD (default build/demo, release, built by bench/run.sh), WORKERS (2), POOL (prefork),
+# PREFETCH (64), BFLAGS / WFLAGS (extra broker / worker flags). Run A/B builds interleaved: the
+# machines this runs on are noisy. Not part of the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+N=${1:?N}; W=${2:?WINDOW}; PERF=${3:-none}
+BUILD=${BUILD:-build/demo}
+[ -x "$BUILD/bench/celeriac-bench-producer" ] || { echo "build first: bench/run.sh, or cmake --build $BUILD" >&2; exit 1; }
+RUN=$(mktemp -d /dev/shm/celeriac-probe.XXXX)
+RP=$(bench_port); BP=$(bench_port)
+PIDS=()
+KEEP=0
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; [ "$KEEP" = 1 ] || rm -rf "$RUN"' EXIT
+[ "$PERF" != none ] && KEEP=1
+redis-server --port "$RP" --bind 127.0.0.1 --dir "$RUN" --save '' --appendonly yes \
+  --appendfsync everysec --logfile "$RUN/redis.log" & R=$!; PIDS+=("$R")
+sleep 0.3
+# shellcheck disable=SC2086
+"$BUILD/server/celeriacd" --port "$BP" --redis-port "$RP" --log-level warn ${BFLAGS:-} \
+  > "$RUN/broker.log" 2>&1 & B=$!; PIDS+=("$B")
+sleep 0.3
+WP=()
+for i in $(seq "${WORKERS:-2}"); do
+  # shellcheck disable=SC2086
+  BENCH_REC_DIR=$RUN "$BUILD/worker/celeriac-worker" --broker "127.0.0.1:$BP" --queues bench \
+    --pool "${POOL:-prefork}" --concurrency 1 --prefetch "${PREFETCH:-64}" --log-level warn \
+    --plugin "$BUILD/bench/libbenchrecord.so" ${WFLAGS:-} > "$RUN/worker$i.log" 2>&1 & WP+=($!)
+done
+PIDS+=("${WP[@]}")
+sleep 0.5
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+worker_ticks() { # the workers and their pool children
+  local t=0 p
+  for p in "${WP[@]}" $(for q in "${WP[@]}"; do pgrep -P "$q" || true; done); do t=$((t + $(ticks "$p"))); done
+  echo "$t"
+}
+b0=$(ticks "$B"); r0=$(ticks "$R"); w0=$(worker_ticks)
+redis-cli -p "$RP" config resetstat > /dev/null
+PP=
+case $PERF in
+  broker) perf record -q -g -o "$RUN/perf.data" -p "$B" 2> /dev/null & PP=$! ;;
+  redis) perf record -q -g -o "$RUN/perf.data" -p "$R" 2> /dev/null & PP=$! ;;
+  workers) perf record -q -g -o "$RUN/perf.data" -p "$(echo "${WP[@]}" | tr ' ' ,)" 2> /dev/null & PP=$! ;;
+  sys) perf stat -e raw_syscalls:sys_enter,context-switches -o "$RUN/perf.txt" -p "$B" 2> /dev/null & PP=$! ;;
+  none) ;;
+  *) echo "PERF: broker|redis|workers|sys|none" >&2; exit 2 ;;
+esac
+t0=$(date +%s%N)
+BENCH_WINDOW=$W "$BUILD/bench/celeriac-bench-producer" "127.0.0.1:$BP" bench 0 "$N" 0 > "$RUN/producer.out"
+t1=$(date +%s%N)
+started=0
+for _ in $(seq 400); do
+  started=$(cat "$RUN"/rec.* 2> /dev/null | wc -l)
+  [ "$started" -ge "$N" ] && break
+  sleep 0.025
+done
+t2=$(date +%s%N)
+[ -n "$PP" ] && { kill -INT "$PP"; wait "$PP" 2> /dev/null || true; }
+b1=$(ticks "$B"); r1=$(ticks "$R"); w1=$(worker_ticks)
+HZ=$(getconf CLK_TCK)
+us() { echo $(( ($1) * 1000000 / HZ / N )); }
+echo "N=$N window=$W pool=${POOL:-prefork} prefetch=${PREFETCH:-64} broker flags: ${BFLAGS:-none}"
+echo "enqueued in $(( (t1 - t0) / 1000000 )) ms, all $started started in $(( (t2 - t0) / 1000000 )) ms"
+echo "CPU us/task: broker $(us $((b1 - b0))) redis $(us $((r1 - r0))) workers $(us $((w1 - w0)))"
+redis-cli -p "$RP" info commandstats | grep calls | sed 's/cmdstat_//' |
+  awk -F'[:=,]' -v n="$N" '{printf "  %-16s %6.2f calls/task %8s us/call\n", $1, $3 / n, $7}' |
+  sort -k2 -rn | head -12
+[ "$PERF" = sys ] && grep -E "sys_enter|context" "$RUN/perf.txt" | tr -d , |
+  awk -v n="$N" '{printf "  broker %s per task: %.2f\n", $2, $1 / n}'
+[ "$KEEP" = 1 ] && echo "run dir (kept): $RUN"
+exit 0
