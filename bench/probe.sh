@@ -11,9 +11,10 @@
 # machines this runs on are noisy. Not part of the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source bench/lib.sh
+PROBE_BUILD=${BUILD:-build/demo}
+source bench/lib.sh # (sets BUILD to its own default)
+BUILD=$PROBE_BUILD
 N=${1:?N}; W=${2:?WINDOW}; PERF=${3:-none}
-BUILD=${BUILD:-build/demo}
 [ -x "$BUILD/bench/celeriac-bench-producer" ] || { echo "build first: bench/run.sh, or cmake --build $BUILD" >&2; exit 1; }
 RUN=$(mktemp -d /dev/shm/celeriac-probe.XXXX)
 RP=$(bench_port); BP=$(bench_port)

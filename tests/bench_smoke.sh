@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark tools with a tiny N: a real redis-server, celeriacd and two celeriac-workers
 # running bench.record; celeriac-bench-producer sync, pipelined and paced; the peers' analysis
-# must find every task started exactly once. usage: bench_smoke.sh BUILD_DIR SOURCE_DIR
+# must find every task started exactly once. Then bench/probe.sh on a stack of its own.
+# usage: bench_smoke.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 src=$2
 run=$(mktemp -d "${TMPDIR:-/tmp}/celeriac-bench-smoke-XXXXXX")
@@ -32,4 +33,6 @@ echo "$out"
 grep -qx 'lost=0' <<< "$out"
 grep -qx 'duplicates=0' <<< "$out"
 grep -q '^lat_p99_ms=' <<< "$out"
-echo "bench smoke: 450 tasks, each started once"
+probe=$(BUILD=$build "$src/bench/probe.sh" 100 0)
+grep -q '^enqueued in .* all 100 started' <<< "$probe"
+echo "bench smoke: 450 tasks, each started once; probe.sh ran 100"
