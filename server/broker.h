@@ -201,6 +201,10 @@ void waiters_client_gone(cel_server *s, cel_client *c);
  * scripts/enqueue.lua and scripts/prelude.lua). */
 #define ENQUEUE_FIELDS 10
 #define LEASE_FIELDS 5
+/* A settle call's arguments: SETTLE_HEAD (prefix, backoff base and cap, poison limit, dead max,
+ * count), then SETTLE_FIELDS per outcome (scripts/settle.lua). */
+#define SETTLE_HEAD 6
+#define SETTLE_FIELDS 8
 typedef struct task_body {
     cel_str name;
     int64_t priority, created_ms;

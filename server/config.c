@@ -61,6 +61,8 @@ static const opt_desc opts[] = {
     I("retry-cap-ms", retry_cap_ms, 1, 86400000 * 7, "longest retry delay (default 3600000)"),
     I("poison-limit", poison_limit, 1, 1000,
       "deliveries that killed their worker before a task goes dead (default 3)"),
+    I("dead-max", dead_max, 1, 100000000,
+      "dead tasks kept per queue; beyond it the oldest are deleted (default 10000)"),
     I("busy-poll-us", busy_poll_us, 0, 100000,
       "after input, poll this many microseconds before sleeping: lower latency for the CPU "
       "it burns (default 0: off)"),
@@ -95,6 +97,7 @@ void cel_config_defaults(cel_config *c) {
     c->retry_base_ms = 1000;
     c->retry_cap_ms = 3600000;
     c->poison_limit = 3;
+    c->dead_max = 10000;
     c->text_mode = CEL_TEXT_LOOPBACK;
     c->log_level = CEL_LOG_INFO;
     strcpy(c->server_name, "celeriacd");

@@ -35,6 +35,7 @@ typedef struct cel_config {
     int retry_base_ms; /* first retry delay; doubles per attempt */
     int retry_cap_ms;  /* longest retry delay */
     int poison_limit;  /* deliveries that killed their worker before a task is dead */
+    int dead_max;      /* dead tasks kept per queue; the oldest beyond it are deleted */
     int busy_poll_us;  /* after input, poll this long before sleeping (0: off) */
     cel_text_mode text_mode;
     cel_log_level log_level;

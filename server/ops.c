@@ -262,7 +262,7 @@ static void settle_done(const redisReply *rep, const cel_error *err, void *arg) 
         if (e[i].op == CEL_OP_NONE) s->counters.requeued++;
         if (reply) reply_ok(c, e[i].seq, (cel_str){0}, st, -1);
         size_t qlen;
-        const char *qn = batch_arg_get(b, 5 + 8 * i + 1, &qlen);
+        const char *qn = batch_arg_get(b, SETTLE_HEAD + SETTLE_FIELDS * i + 1, &qlen);
         if (e[i].op != CEL_OP_TOUCH)
             text_monitor_event(s, st, qn, qlen, batch_entry_id(b, &e[i]), e[i].id_len,
                                e[i].op == CEL_OP_NONE ? "worker gone" : NULL);
@@ -285,11 +285,12 @@ static batch *settle_batch_new(cel_server *s, cel_client *c) {
     batch_arg_u64(b, (uint64_t)s->cfg->retry_base_ms);
     batch_arg_u64(b, (uint64_t)s->cfg->retry_cap_ms);
     batch_arg_u64(b, (uint64_t)s->cfg->poison_limit);
+    batch_arg_u64(b, (uint64_t)s->cfg->dead_max);
     batch_arg_count(b);
     return b;
 }
 
-/* Appends one outcome (8 arguments, see scripts/settle.lua). */
+/* Appends one outcome (SETTLE_FIELDS arguments, see scripts/settle.lua). */
 static void settle_args(batch *b, uint64_t seq, cel_op op, const char *opname, cel_str queue,
                         cel_str id, uint64_t token) {
     batch_entry *e = batch_add_entry(b, seq, op);

@@ -1,4 +1,4 @@
--- settle(prefix, backoff_base_ms, backoff_cap_ms, poison_limit, n, then n × 8 fields:
+-- settle(prefix, backoff_base_ms, backoff_cap_ms, poison_limit, dead_max, n, then n × 8 fields:
 --   op ('ack', 'fail', 'touch', 'requeue'), queue, id, token, payload (result, error or
 --   lease_ms), retry (0/1), reason, jitter (0..1 from the broker))
 -- Every worker outcome goes through here, fenced by the token: a stale token changes nothing.
@@ -6,10 +6,25 @@
 -- Cost per ack: one HMGET, one HSET and one EXPIRE; leased-set removals for acks are made once
 -- per queue per call.
 local base, cap, poison = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local n = tonumber(ARGV[5])
+local dead_max, n = tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = now_ms()
 local now_s = int(now)
 local out = {}
+
+-- A task that will not run again stays, without expiry, in its queue's dead set for an operator
+-- to requeue or purge; past dead_max, the oldest dead tasks are deleted for good.
+local function bury(q, key, id)
+  finish(q, key, 'dead', now)
+  redis.call('PERSIST', key)
+  local dk = qk(q, 'dead')
+  redis.call('ZADD', dk, int(now), id)
+  local over = redis.call('ZCARD', dk) - dead_max
+  if over > 0 then
+    local old = redis.call('ZPOPMIN', dk, over)
+    for i = 1, #old, 2 do redis.call('DEL', tk(old[i])) end
+  end
+  return 'dead'
+end
 
 local function fail(q, id, key, err, retry, reason, jitter)
   redis.call('ZREM', qk(q, 'leased'), id)
@@ -22,12 +37,7 @@ local function fail(q, id, key, err, retry, reason, jitter)
   end
   if reason == 'worker_lost' then
     local kl = redis.call('HINCRBY', key, 'kl', 1)
-    if kl >= poison then
-      finish(q, key, 'dead', now)
-      redis.call('PERSIST', key)
-      redis.call('ZADD', qk(q, 'dead'), int(now), id)
-      return 'dead'
-    end
+    if kl >= poison then return bury(q, key, id) end
   end
   if retry == '1' and at <= mr then
     -- Exponential backoff with the broker's jitter, so tasks failing together spread out.
@@ -37,12 +47,7 @@ local function fail(q, id, key, err, retry, reason, jitter)
     redis.call('ZADD', qk(q, 'delayed'), int(now + delay), id)
     return 'retrying'
   end
-  if retry == '1' and mr > 0 then
-    finish(q, key, 'dead', now)
-    redis.call('PERSIST', key)
-    redis.call('ZADD', qk(q, 'dead'), int(now), id)
-    return 'dead'
-  end
+  if retry == '1' and mr > 0 then return bury(q, key, id) end
   finish(q, key, 'failed', now)
   return 'failed'
 end
@@ -61,7 +66,7 @@ local function ack(q, id, key, result, ttl, uk)
 end
 
 for i = 0, n - 1 do
-  local b = 6 + i * 8
+  local b = 7 + i * 8
   local op, q, id, tok = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local key = tk(id)
   local h = redis.call('HMGET', key, 'st', 'tok', 'ttl', 'uk', 'q')

@@ -207,6 +207,46 @@ static void test_retries_back_off_then_dead_letter_list_requeue_purge(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+/* --dead-max: the dead set keeps the newest N of a queue; older dead tasks are deleted. */
+static void test_dead_set_keeps_the_newest_dead_max(void) {
+    env e;
+    tc p, w;
+    char *flags[] = {"--lease-ms", "60000",      "--poll-ms", "50", "--poison-limit",
+                     "1",          "--dead-max", "3",         NULL};
+    env_start_pw(&e, flags, &p, &w);
+    const char *ids[] = {"d1", "d2", "d3", "d4", "d5"};
+    for (int i = 0; i < 5; i++) {
+        cel_msg m;
+        memset(&m, 0, sizeof m);
+        CU_ASSERT_FATAL(enqueue_opts(&p, "dq", ids[i], &m) != NULL);
+    }
+    /* All five held at once: a push arriving before a fail's reply would be skipped by it. */
+    tc_consume(&w, "dq", 5);
+    char got[5][64];
+    uint64_t tok[5];
+    for (int i = 0; i < 5; i++) {
+        CU_ASSERT_FATAL(next_task(&w, got[i], sizeof got[i], &tok[i], NULL, 5000));
+        CU_ASSERT_STRING_EQUAL(got[i], ids[i]);
+    }
+    for (int i = 0; i < 5; i++) {
+        const cel_msg *r = fail_task(&w, got[i], tok[i], "worker_lost");
+        CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+        CU_ASSERT_STRING_EQUAL(tc_s(r->state), "dead");
+    }
+    const cel_msg *r = admin(&p, CEL_OP_DEAD_LIST, "dq", NULL);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    CU_ASSERT_EQUAL(r->count, 3);
+    for (uint32_t i = 0; i < 3 && i < r->count; i++)
+        CU_ASSERT_STRING_EQUAL(tc_s(cel_list_str(&r->ids, i)), ids[i + 2]);
+    for (int i = 0; i < 5; i++) {
+        r = tc_status(&p, ids[i]);
+        CU_ASSERT_FATAL(r != NULL);
+        if (i < 2) CU_ASSERT(r->op == CEL_OP_ERROR && !strcmp(tc_s(r->code), "NOT_FOUND"));
+        if (i >= 2) CU_ASSERT(r->op == CEL_OP_TASK_INFO && !strcmp(tc_s(r->state), "dead"));
+    }
+    env_stop_pw(&e, &p, &w);
+}
+
 static void test_poison_task_goes_dead_after_three_worker_losses(void) {
     env e;
     tc p, w;
@@ -397,6 +437,7 @@ int main(void) {
          test_retries_back_off_then_dead_letter_list_requeue_purge},
         {"poison task goes dead after three worker losses",
          test_poison_task_goes_dead_after_three_worker_losses},
+        {"dead set keeps the newest --dead-max", test_dead_set_keeps_the_newest_dead_max},
         {"cancel queued and running tasks", test_cancel_queued_and_running_tasks},
         {"pause survives broker restart", test_pause_survives_broker_restart},
         {"unique key dedups across two clients", test_unique_key_dedups_across_two_clients},
