@@ -7,8 +7,9 @@
 # records a call-graph profile of that process over the run (perf.data in the run dir, which is
 # kept and printed), sys counts the broker's system calls and context switches per task.
 # Env: BUILD (default build/demo, release, built by bench/run.sh), WORKERS (2), POOL (prefork),
-# PREFETCH (64), BFLAGS / WFLAGS (extra broker / worker flags). Run A/B builds interleaved: the
-# machines this runs on are noisy. Not part of the test suite.
+# PREFETCH (64), BFLAGS / WFLAGS (extra broker / worker flags), RATE (tasks/s; > 0 paces the
+# producer and adds enqueue→start latency percentiles, e.g. RATE=500 bench/probe.sh 1000 0).
+# Run A/B builds interleaved: the machines this runs on are noisy. Not part of the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROBE_BUILD=${BUILD:-build/demo}
@@ -39,6 +40,13 @@ done
 PIDS+=("${WP[@]}")
 sleep 0.5
 
+if [ "${RATE:-0}" -gt 0 ]; then
+  # Latency is measured warm: connections made, pool children started, scripts loaded.
+  "$BUILD/bench/celeriac-bench-producer" "127.0.0.1:$BP" bench "$N" 200 0 > /dev/null
+  for _ in $(seq 200); do [ "$(cat "$RUN"/rec.* 2> /dev/null | wc -l)" -ge 200 ] && break; sleep 0.025; done
+  for f in "$RUN"/rec.*; do : > "$f"; done # the workers keep them open (O_APPEND)
+fi
+
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 worker_ticks() { # the workers and their pool children
   local t=0 p
@@ -57,7 +65,8 @@ case $PERF in
   *) echo "PERF: broker|redis|workers|sys|none" >&2; exit 2 ;;
 esac
 t0=$(date +%s%N)
-BENCH_WINDOW=$W "$BUILD/bench/celeriac-bench-producer" "127.0.0.1:$BP" bench 0 "$N" 0 > "$RUN/producer.out"
+BENCH_WINDOW=$W "$BUILD/bench/celeriac-bench-producer" "127.0.0.1:$BP" bench 0 "$N" "${RATE:-0}" \
+  > "$RUN/producer.out"
 t1=$(date +%s%N)
 started=0
 for _ in $(seq 400); do
@@ -73,6 +82,13 @@ us() { echo $(( ($1) * 1000000 / HZ / N )); }
 echo "N=$N window=$W pool=${POOL:-prefork} prefetch=${PREFETCH:-64} broker flags: ${BFLAGS:-none}"
 echo "enqueued in $(( (t1 - t0) / 1000000 )) ms, all $started started in $(( (t2 - t0) / 1000000 )) ms"
 echo "CPU us/task: broker $(us $((b1 - b0))) redis $(us $((r1 - r0))) workers $(us $((w1 - w0)))"
+if [ "${RATE:-0}" -gt 0 ]; then # records: seq enq_ns start_ns
+  cat "$RUN"/rec.* | awk '{print ($3 - $2) / 1000}' | sort -n |
+    awk '{a[NR] = $1}
+      END {if (!NR) exit; m = int((NR + 1) / 2); k = int(NR * 0.99); if (k < 1) k = 1
+           printf "enqueue->start at %s/s: p50 %d us, p99 %d us, max %d us\n", rate, a[m], a[k], a[NR]}' \
+      rate="$RATE"
+fi
 redis-cli -p "$RP" info commandstats | grep calls | sed 's/cmdstat_//' |
   awk -F'[:=,]' -v n="$N" '{printf "  %-16s %6.2f calls/task %8s us/call\n", $1, $3 / n, $7}' |
   sort -k2 -rn | head -12
