@@ -17,7 +17,9 @@ source bench/lib.sh # (sets BUILD to its own default)
 BUILD=$PROBE_BUILD
 N=${1:?N}; W=${2:?WINDOW}; PERF=${3:-none}
 [ -x "$BUILD/bench/celeriac-bench-producer" ] || { echo "build first: bench/run.sh, or cmake --build $BUILD" >&2; exit 1; }
-RUN=$(mktemp -d /dev/shm/celeriac-probe.XXXX)
+# On tmpfs, as the probe figures in docs/benchmarks.md were taken (the peer runs keep the AOF on
+# disk): a probe compares builds, not storage.
+RUN=$(mktemp -d --tmpdir=/dev/shm)
 RP=$(bench_port); BP=$(bench_port)
 PIDS=()
 KEEP=0
