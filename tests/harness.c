@@ -110,6 +110,22 @@ int th_stop(pid_t pid, int sig, int timeout_ms) {
     return status;
 }
 
+/* A restarted Redis accepts connections while it still replays its AOF, answering LOADING
+ * errors: ready means PING answers PONG. */
+static bool redis_wait_loaded(const th_redis *r, int timeout_ms) {
+    long long end = th_now_ms() + timeout_ms;
+    while (th_now_ms() < end) {
+        redisContext *c = th_redis_connect(r);
+        redisReply *rep = c ? redisCommand(c, "PING") : NULL;
+        bool pong = rep && rep->type == REDIS_REPLY_STATUS && !strcmp(rep->str, "PONG");
+        if (rep) freeReplyObject(rep);
+        if (c) redisFree(c);
+        if (pong) return true;
+        th_sleep_ms(10);
+    }
+    return false;
+}
+
 static bool redis_launch(th_redis *r) {
     char conf_path[300];
     snprintf(conf_path, sizeof conf_path, "%s/redis.conf", r->dir);
@@ -123,7 +139,7 @@ static bool redis_launch(th_redis *r) {
     fclose(f);
     char *argv[] = {"redis-server", conf_path, NULL};
     r->pid = th_spawn(argv, NULL);
-    return th_wait_port(r->port, 10000);
+    return th_wait_port(r->port, 10000) && redis_wait_loaded(r, 10000);
 }
 
 bool th_redis_start(th_redis *r, const char *extra_conf) {
