@@ -7,6 +7,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/util.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define CONN_DEFAULT_PORT 7878
@@ -21,6 +23,9 @@
  * itself filled up to a whole frame. Twice the request limit leaves room for that. */
 #define CONN_REPLY_FRAME_FACTOR 2u
 #define CONN_FIRST_SLOTS 64u
+/* An output buffer that grew past this (a burst of requests queued while disconnected) is
+ * freed once written rather than kept for the connection's life. */
+#define CONN_OUT_KEEP (1u << 20)
 
 typedef enum conn_state { CONN_IDLE, CONN_CONNECTING, CONN_HELLO, CONN_UP } conn_state;
 
@@ -51,9 +56,15 @@ struct cel_conn {
     cel_conn_opts o;
     char **brokers;
     size_t next_broker;
-    char addr[300]; /* the broker tried or connected to now, for messages */
-    struct bufferevent *bev;
+    char addr[300];          /* the broker tried or connected to now, for messages */
+    struct bufferevent *bev; /* only connects: conn reads and writes the socket itself */
+    struct event *rev;       /* the socket is readable (from the connect on) */
     conn_state state;
+    cel_buf out; /* frames queued, written from out_off on */
+    size_t out_off;
+    bool out_failed;        /* a frame could not be queued (no memory): drop and resend */
+    struct event *flush_ev; /* activated by the first frame queued in a loop turn */
+    struct event *wev;      /* the socket takes more: armed only while output waits on it */
     /* Every pending request in seq order. Sent ones always precede unsent ones: requests are
      * only sent when UP (appended) or all at once at the welcome. */
     struct pending_list reqs;
@@ -91,6 +102,8 @@ static struct timeval ms_tv(long long ms) {
 /* ---- life and reentrancy ----------------------------------------------------------------- */
 
 static void conn_destroy(cel_conn *c) {
+    event_free(c->flush_ev);
+    cel_buf_free(&c->out);
     event_free(c->retry);
     event_free(c->connect_timer);
     event_free(c->deadline_timer);
@@ -263,6 +276,12 @@ static void schedule_reconnect(cel_conn *c) {
 }
 
 static void close_socket(cel_conn *c) {
+    if (c->wev) event_free(c->wev);
+    if (c->rev) event_free(c->rev);
+    c->wev = c->rev = NULL;
+    event_del(c->flush_ev);
+    cel_buf_reset(&c->out);
+    c->out_off = 0, c->out_failed = false;
     if (c->bev) bufferevent_free(c->bev);
     c->bev = NULL;
     c->state = CONN_IDLE;
@@ -282,8 +301,71 @@ static void conn_drop(cel_conn *c, const char *why) {
     if (!c->closed) schedule_reconnect(c);
 }
 
+/* ---- output ------------------------------------------------------------------------------
+ * conn writes its socket itself, never libevent: all the frames queued in a loop turn leave in
+ * one send() at its end, without arming the write event (an epoll_ctl, a loop turn, another
+ * epoll_ctl to disarm it), and with MSG_NOSIGNAL, so a broker gone away never raises SIGPIPE
+ * in the caller's program. The write event is armed only while the socket takes no more. */
+
+static void out_written(cel_conn *c) {
+    if (c->out.cap > CONN_OUT_KEEP)
+        cel_buf_free(&c->out);
+    else
+        cel_buf_reset(&c->out);
+    c->out_off = 0;
+}
+
+static void out_write(cel_conn *c) {
+    int fd = bufferevent_getfd(c->bev);
+    while (c->out_off < c->out.len) {
+        ssize_t n = send(fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (c->out_off >= c->out.len / 2) cel_buf_consume(&c->out, c->out_off), c->out_off = 0;
+            event_add(c->wev, NULL);
+            return;
+        } else if (errno != EINTR) {
+            conn_drop(c, evutil_socket_error_to_string(errno));
+            return;
+        }
+    }
+    out_written(c);
+}
+
+static void conn_flush(cel_conn *c) {
+    if (!c->bev || !c->wev || event_pending(c->wev, EV_WRITE, NULL)) return;
+    if (c->out_failed)
+        conn_drop(c, "out of memory");
+    else
+        out_write(c);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    cel_conn *c = arg;
+    conn_enter(c);
+    conn_flush(c);
+    conn_leave(c);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    cel_conn *c = arg;
+    conn_enter(c);
+    conn_flush(c);
+    conn_leave(c);
+}
+
+/* Queues bytes for this loop turn's write. A frame that does not fit in memory makes the
+ * flush drop the connection, so that the requests are resent after the reconnect. */
+static void out_queue(cel_conn *c, const void *p, size_t len) {
+    if (!c->out_failed && !cel_buf_append(&c->out, p, len)) c->out_failed = true;
+    if (!event_pending(c->wev, EV_WRITE, NULL)) event_active(c->flush_ev, EV_TIMEOUT, 1);
+}
+
 static void send_frame(cel_conn *c, pending *q) {
-    bufferevent_write(c->bev, q->frame.data, q->frame.len);
+    out_queue(c, q->frame.data, q->frame.len);
     q->sent = true;
 }
 
@@ -378,27 +460,31 @@ static bool decode_frames(cel_conn *c, struct bufferevent *bev) {
     }
 }
 
-/* Feeds libevent's chunks to the decoder as they lie in memory (no extra copy) and handles
- * each whole frame. Stops as soon as a callback dropped or freed the connection. */
-static void read_frames(cel_conn *c, struct bufferevent *bev) {
-    struct evbuffer *in = bufferevent_get_input(bev);
-    while (c->bev == bev && !c->closed && evbuffer_get_length(in) > 0) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) return;
-        bool fed = cel_decoder_feed(&c->dec, v.iov_base, v.iov_len);
-        evbuffer_drain(in, v.iov_len);
-        if (!fed) {
-            conn_drop(c, "out of memory");
-            return;
-        }
-        if (!decode_frames(c, bev)) return;
-    }
-}
-
-static void on_read(struct bufferevent *bev, void *arg) {
+/* Reads what the socket holds (a few buffers at most per turn) and handles each whole frame;
+ * recv() directly, as libevent's own reading asks the kernel for the byte count first. Stops as
+ * soon as a callback dropped or freed the connection. */
+#define CONN_READ_CHUNK 16384
+#define CONN_READS_PER_TURN 4
+static void on_readable(evutil_socket_t fd, short what, void *arg) {
+    (void)what;
     cel_conn *c = arg;
+    struct bufferevent *bev = c->bev;
+    uint8_t buf[CONN_READ_CHUNK];
     conn_enter(c);
-    read_frames(c, bev);
+    for (int i = 0; i < CONN_READS_PER_TURN && c->bev == bev && !c->closed; i++) {
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n == 0) {
+            conn_drop(c, "connection closed by broker");
+        } else if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                conn_drop(c, evutil_socket_error_to_string(errno));
+        } else if (!cel_decoder_feed(&c->dec, buf, (size_t)n)) {
+            conn_drop(c, "out of memory");
+        } else if (decode_frames(c, bev) && (size_t)n == sizeof buf) {
+            continue;
+        }
+        break;
+    }
     conn_leave(c);
 }
 
@@ -415,7 +501,7 @@ static void send_hello(cel_conn *c) {
     cel_buf_init(&b);
     cel_error err;
     if (cel_msg_encode(&b, &h, UINT32_MAX, &err) == CEL_OK) {
-        bufferevent_write(c->bev, b.data, b.len);
+        out_queue(c, b.data, b.len);
         c->state = CONN_HELLO;
     } else {
         conn_drop(c, err.msg); /* e.g. a client name beyond the protocol's limit */
@@ -427,15 +513,18 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
     cel_conn *c = arg;
     conn_enter(c);
     if (what & BEV_EVENT_CONNECTED) {
-        int one = 1;
-        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        send_hello(c);
+        int one = 1, fd = bufferevent_getfd(bev);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c->wev = event_new(c->base, fd, EV_WRITE, on_writable, c);
+        c->rev = event_new(c->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+        if (c->wev && c->rev && event_add(c->rev, NULL) == 0)
+            send_hello(c);
+        else
+            conn_drop(c, "out of memory");
     } else if (what & BEV_EVENT_ERROR) {
         int dns = bufferevent_socket_get_dns_error(bev);
         conn_drop(c, dns ? evutil_gai_strerror(dns)
                          : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    } else if (what & BEV_EVENT_EOF) {
-        conn_drop(c, "connection closed by broker");
     }
     conn_leave(c);
 }
@@ -497,8 +586,8 @@ static void conn_connect(cel_conn *c) {
         conn_drop(c, "out of memory");
         return;
     }
-    bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* Nothing enabled: connecting arms the bufferevent's write event by itself. */
+    bufferevent_setcb(c->bev, NULL, NULL, on_event, c);
     c->dec.max_frame = reply_limit(c);
     c->state = CONN_CONNECTING;
     struct timeval tv = ms_tv(c->o.connect_timeout_ms > 0 ? c->o.connect_timeout_ms : 5000);
@@ -532,7 +621,9 @@ static bool conn_init(cel_conn *c, struct event_base *base, const cel_conn_opts 
     c->retry = evtimer_new(base, on_retry, c);
     c->connect_timer = evtimer_new(base, on_connect_timeout, c);
     c->deadline_timer = evtimer_new(base, on_deadline, c);
-    if (!c->brokers || !c->retry || !c->connect_timer || !c->deadline_timer) return false;
+    c->flush_ev = event_new(base, -1, 0, on_flush, c);
+    if (!c->brokers || !c->retry || !c->connect_timer || !c->deadline_timer || !c->flush_ev)
+        return false;
     for (size_t i = 0; i < opts->nbrokers; i++)
         if (!(c->brokers[i] = strdup(opts->brokers[i]))) return false;
     return true;
@@ -546,7 +637,8 @@ cel_conn *cel_conn_new(struct event_base *base, const cel_conn_opts *opts) {
         if (c->retry) event_free(c->retry);
         if (c->connect_timer) event_free(c->connect_timer);
         if (c->deadline_timer) event_free(c->deadline_timer);
-        c->retry = c->connect_timer = c->deadline_timer = NULL;
+        if (c->flush_ev) event_free(c->flush_ev);
+        c->retry = c->connect_timer = c->deadline_timer = c->flush_ev = NULL;
         cel_decoder_free(&c->dec);
         msgpack_zone_destroy(&c->zone);
         for (size_t i = 0; c->brokers && i < opts->nbrokers; i++) free(c->brokers[i]);
@@ -599,6 +691,14 @@ cel_err cel_conn_send(cel_conn *c, cel_msg *req, cel_conn_reply_cb cb, void *arg
     long long ms = c->o.request_timeout_ms > 0 ? c->o.request_timeout_ms : 0;
     if (ms && req->op == CEL_OP_WAIT) ms += (long long)req->timeout_ms;
     return cel_conn_send_timeout(c, req, ms > INT32_MAX ? INT32_MAX : (int)ms, cb, arg, err);
+}
+
+void cel_conn_flush(cel_conn *c) {
+    if (c->closed) return;
+    conn_enter(c);
+    event_del(c->flush_ev);
+    conn_flush(c);
+    conn_leave(c);
 }
 
 bool cel_conn_is_up(const cel_conn *c) {

@@ -3,7 +3,6 @@
  * answers again (an enqueue with the same id, a wait with what remains of its timeout), and an
  * UNAVAILABLE or BUSY answer is retried after a pause, all within the handle's timeout. */
 #include <event2/event.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,32 +61,6 @@ void celeriac_set_timeout(celeriac *c, int timeout_ms) {
 }
 
 /* ---- running the private loop ------------------------------------------------------------- */
-
-/* Writing to a socket the broker just closed raises SIGPIPE, which would kill a program that
- * never asked for sockets. The sync face owns its I/O, so it blocks SIGPIPE for the thread
- * while it runs and discards one it caused. */
-typedef struct pipe_guard {
-    sigset_t set, old;
-    bool was_pending;
-} pipe_guard;
-
-static void guard_begin(pipe_guard *g) {
-    sigemptyset(&g->set);
-    sigaddset(&g->set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &g->set, &g->old);
-    sigset_t pending;
-    sigpending(&pending);
-    g->was_pending = sigismember(&pending, SIGPIPE) == 1;
-}
-
-static void guard_end(pipe_guard *g) {
-    if (!g->was_pending) {
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&g->set, NULL, &zero) == SIGPIPE) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
@@ -148,12 +121,11 @@ static void call_send(celeriac *c, call *k) {
         snprintf(k->msg, sizeof k->msg, "%s", err.msg);
         return;
     }
+    cel_conn_flush(c->conn); /* now, rather than in the loop's first turn */
     while (!k->done) event_base_loop(c->base, EVLOOP_ONCE);
 }
 
 static int call_run(celeriac *c, call *k) {
-    pipe_guard g;
-    guard_begin(&g);
     long long pause = 0;
     for (;;) {
         call_send(c, k);
@@ -168,7 +140,6 @@ static int call_run(celeriac *c, call *k) {
             pause_for(c, pause < left ? pause : left);
         }
     }
-    guard_end(&g);
     if (k->code != CELERIAC_OK) return fail(c, k->code, "%s", k->msg);
     c->error[0] = 0;
     return CELERIAC_OK;
@@ -223,11 +194,7 @@ celeriac *celeriac_connect(const char *brokers, int timeout_ms, char *err, size_
         celeriac_close(c);
         return NULL;
     }
-    pipe_guard g;
-    guard_begin(&g);
-    bool up = wait_up(c, cel_now_ms() + timeout_ms);
-    guard_end(&g);
-    if (!up) {
+    if (!wait_up(c, cel_now_ms() + timeout_ms)) {
         const char *last = cel_conn_last_error(c->conn);
         report(err, errlen, "cannot reach a broker: %s", *last ? last : "no answer in time");
         celeriac_close(c);

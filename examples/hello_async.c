@@ -6,7 +6,6 @@
  * Needs a broker and a worker serving the "default" queue (celeriac.echo is built in). */
 #include <celeriac/celeriac.h>
 #include <event2/event.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +51,6 @@ static void on_stored(int status, const char *id, const celeriac_task_info *info
 }
 
 int main(int argc, char **argv) {
-    signal(SIGPIPE, SIG_IGN); /* a broker that goes away must not kill us mid-write */
     run r = {.count = argc > 1 ? atoi(argv[1]) : 100};
     if (r.count <= 0) return fprintf(stderr, "usage: %s [COUNT]\n", argv[0]), 2;
     r.base = event_base_new();

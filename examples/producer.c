@@ -6,7 +6,6 @@
  */
 #include <celeriac/celeriac.h>
 #include <event2/event.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,8 +51,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s HOST:PORT COUNT FILE...\n", argv[0]);
         return 2;
     }
-    signal(SIGPIPE,
-           SIG_IGN); /* the async API writes on our loop: a closed socket must not kill us */
     int count = atoi(argv[2]);
     char err[256];
     celeriac *c = celeriac_connect(argv[1], 5000, err, sizeof err);

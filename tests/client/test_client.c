@@ -2,6 +2,7 @@
  * celeriacd and celeriac-worker: results, bulk, cancel, unique keys, and streams of enqueues
  * that survive a broker killed mid-stream with no task lost or stored twice. */
 #include <celeriac/celeriac.h>
+#include <celeriac/conn.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -320,6 +321,72 @@ static void test_async_stream_survives_broker_kill_without_dup_or_loss(void) {
     env_stop(&e);
 }
 
+typedef struct outcome_count {
+    int calls, unavailable, ok;
+} outcome_count;
+
+static void count_outcome(cel_conn *c, const cel_msg *r, const cel_error *err, void *arg) {
+    (void)c;
+    outcome_count *n = arg;
+    n->calls++;
+    n->unavailable += !r && err->code == CEL_E_UNAVAILABLE;
+    n->ok += r && r->op != CEL_OP_ERROR;
+}
+
+static bool run_until_up(struct event_base *base, cel_conn *c, int ms) {
+    long long end = th_now_ms() + ms;
+    while (!cel_conn_is_up(c) && th_now_ms() < end) event_base_loop(base, EVLOOP_NONBLOCK);
+    return cel_conn_is_up(c);
+}
+
+static cel_err send_stats(cel_conn *c, outcome_count *n) {
+    cel_msg m;
+    memset(&m, 0, sizeof m);
+    m.op = CEL_OP_STATS;
+    cel_error err;
+    return cel_conn_send(c, &m, count_outcome, n, &err);
+}
+
+/* The broker dies; the client writes before it has read the close. The first write goes out
+ * (and draws a reset), the second fails: that failure must end the requests written so far
+ * with UNAVAILABLE at once, with no SIGPIPE (left at its default here: it would kill the
+ * test), and the connection must come back once a broker does. */
+static void test_a_write_to_a_dead_broker_fails_its_requests_cleanly(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, false));
+    signal(SIGPIPE, SIG_DFL);
+    struct event_base *base = event_base_new();
+    const char *brokers[] = {e.addr};
+    cel_conn_opts o = {.brokers = brokers,
+                       .nbrokers = 1,
+                       .role = "producer",
+                       .backoff_min_ms = 20,
+                       .backoff_max_ms = 100};
+    cel_conn *c = cel_conn_new(base, &o);
+    CU_ASSERT_FATAL(c && run_until_up(base, c, 5000));
+    th_proc_stop(&e.broker, SIGKILL);
+    outcome_count first = {0}, second = {0};
+    CU_ASSERT_EQUAL(send_stats(c, &first), CEL_OK);
+    cel_conn_flush(c);
+    CU_ASSERT_EQUAL(first.calls, 0); /* written: the dead peer answers with a reset */
+    th_sleep_ms(100);
+    CU_ASSERT_EQUAL(send_stats(c, &second), CEL_OK);
+    cel_conn_flush(c);
+    CU_ASSERT_EQUAL(first.unavailable, 1);
+    CU_ASSERT_EQUAL(second.unavailable, 1);
+    CU_ASSERT_FALSE(cel_conn_is_up(c));
+    CU_ASSERT_FATAL(th_broker_restart(&e.broker, &e.redis, env_broker_flags));
+    CU_ASSERT(run_until_up(base, c, 5000));
+    outcome_count after = {0};
+    CU_ASSERT_EQUAL(send_stats(c, &after), CEL_OK);
+    for (long long end = th_now_ms() + 5000; !after.calls && th_now_ms() < end;)
+        event_base_loop(base, EVLOOP_ONCE);
+    CU_ASSERT_EQUAL(after.ok, 1);
+    cel_conn_free(c);
+    event_base_free(base);
+    env_stop(&e);
+}
+
 static void test_sync_wait_survives_broker_restart(void) {
     env e;
     CU_ASSERT_FATAL(env_start(&e, false));
@@ -431,6 +498,8 @@ int main(void) {
          test_sync_stream_survives_broker_kills_without_dup_or_loss},
         {"async stream survives a broker kill without dup or loss",
          test_async_stream_survives_broker_kill_without_dup_or_loss},
+        {"a write to a dead broker fails its requests cleanly",
+         test_a_write_to_a_dead_broker_fails_its_requests_cleanly},
         {"sync wait survives a broker restart", test_sync_wait_survives_broker_restart},
         {"calls report UNAVAILABLE when no broker returns",
          test_calls_report_unavailable_when_no_broker_returns},

@@ -28,9 +28,8 @@
  * with what remains of its timeout). The sync face also retries an UNAVAILABLE or BUSY answer
  * after a short pause; everything stops at the handle's timeout (celeriac_set_timeout).
  *
- * Signals: writing to a connection the broker just closed raises SIGPIPE. The sync face blocks
- * it around its own I/O; a program using the async face must ignore it
- * (signal(SIGPIPE, SIG_IGN)), as with any libevent program. */
+ * Signals: the library writes its sockets with MSG_NOSIGNAL, so a broker that closed the
+ * connection never raises SIGPIPE in the caller's program; neither face needs it ignored. */
 #ifndef CELERIAC_H
 #define CELERIAC_H
 

@@ -53,10 +53,15 @@ cel_conn *cel_conn_new(struct event_base *base, const cel_conn_opts *opts);
  * returns; none runs after), closes, frees. Safe inside any of c's callbacks: the memory is then
  * released once that callback returns. */
 void cel_conn_free(cel_conn *c);
-/* Assigns req->seq, encodes and queues the request (sent at once when connected, otherwise after
- * the next successful hello). Returns non-OK (and does not call cb) only when the request cannot
- * be encoded (e.g. CEL_E_TOO_BIG, CEL_E_BAD_FIELD) or c is being freed (CEL_E_UNAVAILABLE). */
+/* Assigns req->seq, encodes and queues the request (written in this loop turn when connected,
+ * otherwise after the next successful hello). Returns non-OK (and does not call cb) only when the
+ * request cannot be encoded (e.g. CEL_E_TOO_BIG, CEL_E_BAD_FIELD) or c is being freed
+ * (CEL_E_UNAVAILABLE). */
 cel_err cel_conn_send(cel_conn *c, cel_msg *req, cel_conn_reply_cb cb, void *arg, cel_error *err);
+/* Requests are written once per loop turn, after the callbacks that queued them. A caller that
+ * sends outside the loop and then runs it to wait for the reply may write them now instead,
+ * saving that turn. */
+void cel_conn_flush(cel_conn *c);
 bool cel_conn_is_up(const cel_conn *c);
 /* The welcome's max_frame once connected (else the configured one). */
 uint32_t cel_conn_max_frame(const cel_conn *c);
