@@ -23,6 +23,30 @@ static void test_generated_ids_are_32_hex_and_distinct(void) {
     CU_ASSERT_EQUAL(dups, 0);
 }
 
+/* Ids come from a pool of random bytes: a forked child must not hand out the ids its parent
+ * will hand out next (the pool it inherited). */
+static void test_a_forked_child_draws_other_ids_than_its_parent(void) {
+    char first[CELERIAC_ID_SIZE], parent[CELERIAC_ID_SIZE], child[CELERIAC_ID_SIZE] = "";
+    cel_id_new(first); /* the pool is now filled, and inherited by the child */
+    int fds[2];
+    CU_ASSERT_FATAL(pipe(fds) == 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        cel_id_new(child);
+        _exit(write(fds[1], child, 33) == 33 ? 0 : 1);
+    }
+    close(fds[1]);
+    read_all(fds[0], child, sizeof child);
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    cel_id_new(parent);
+    CU_ASSERT_EQUAL(strlen(child), 32);
+    CU_ASSERT(strcmp(child, parent) != 0);
+    CU_ASSERT(strcmp(child, first) != 0);
+}
+
 static void test_broker_lists_default_env_and_errors(void) {
     cel_brokers b;
     char why[256];
@@ -301,6 +325,8 @@ static void test_cli_usage_errors_without_a_broker(void) {
 int main(void) {
     static const th_test tests[] = {
         {"generated ids are 32 hex chars and distinct", test_generated_ids_are_32_hex_and_distinct},
+        {"a forked child draws other ids than its parent",
+         test_a_forked_child_draws_other_ids_than_its_parent},
         {"broker lists: default, env and errors", test_broker_lists_default_env_and_errors},
         {"JSON args convert and report errors", test_json_args_convert_and_report_errors},
         {"enqueue checks refuse bad arguments with reasons",
