@@ -2,9 +2,9 @@
 # bench/probe.sh N WINDOW [PERF] — one quick A/B probe of the whole stack: redis-server (AOF
 # everysec) + celeriacd + $WORKERS workers running bench.record + celeriac-bench-producer
 # enqueueing N tasks (WINDOW 0: one at a time, the sync API; WINDOW > 0: that many in flight).
-# Prints the time to enqueue and to start all N, CPU µs per task of the broker, Redis and the
-# workers (from /proc), and Redis commands per task. PERF (optional): broker|redis|workers
-# records a call-graph profile of that process over the run (perf.data in the run dir, which is
+# Prints the time to enqueue and to start all N, CPU µs per task of the broker, Redis, the
+# workers (from /proc) and the producer, and Redis commands per task. PERF (optional):
+# broker|redis|workers records a call-graph profile of that process over the run (perf.data in the run dir, which is
 # kept and printed), sys counts the broker's system calls and context switches per task.
 # Env: BUILD (default build/demo, release, built by bench/run.sh), WORKERS (2), POOL (prefork),
 # PREFETCH (64), BFLAGS / WFLAGS (extra broker / worker flags), RATE (tasks/s; > 0 paces the
@@ -66,10 +66,16 @@ case $PERF in
   none) ;;
   *) echo "PERF: broker|redis|workers|sys|none" >&2; exit 2 ;;
 esac
+# The producer's CPU: what this shell's reaped children used, before and after it ran.
+# (times runs in this shell: in a command substitution it would see the subshell's children.)
+child_cpu_us() { tail -1 "$1" | tr ms '  ' | awk '{print int(($1 * 60 + $2 + $3 * 60 + $4) * 1e6)}'; }
+times > "$RUN/times0"
 t0=$(date +%s%N)
 BENCH_WINDOW=$W "$BUILD/bench/celeriac-bench-producer" "127.0.0.1:$BP" bench 0 "$N" "${RATE:-0}" \
   > "$RUN/producer.out"
 t1=$(date +%s%N)
+times > "$RUN/times1"
+p0=$(child_cpu_us "$RUN/times0"); p1=$(child_cpu_us "$RUN/times1")
 started=0
 for _ in $(seq 400); do
   started=$(cat "$RUN"/rec.* 2> /dev/null | wc -l)
@@ -83,7 +89,8 @@ HZ=$(getconf CLK_TCK)
 us() { echo $(( ($1) * 1000000 / HZ / N )); }
 echo "N=$N window=$W pool=${POOL:-prefork} prefetch=${PREFETCH:-64} broker flags: ${BFLAGS:-none}"
 echo "enqueued in $(( (t1 - t0) / 1000000 )) ms, all $started started in $(( (t2 - t0) / 1000000 )) ms"
-echo "CPU us/task: broker $(us $((b1 - b0))) redis $(us $((r1 - r0))) workers $(us $((w1 - w0)))"
+echo "CPU us/task: broker $(us $((b1 - b0))) redis $(us $((r1 - r0))) workers $(us $((w1 - w0)))" \
+  "producer $(( (p1 - p0) / N ))"
 if [ "${RATE:-0}" -gt 0 ]; then # records: seq enq_ns start_ns
   cat "$RUN"/rec.* | awk '{print ($3 - $2) / 1000}' | sort -n |
     awk '{a[NR] = $1}
