@@ -37,6 +37,7 @@ void conn_close(cel_client *c, const char *why) {
     cel_server *s = c->srv;
     log_debug("client %llu (%s) closed: %s", (unsigned long long)c->id, c->addr, why);
     client_ref(c); /* the callbacks below may drop other references */
+    text_monitor_stop(c);
     c->state = CS_CLOSED;
     dispatch_client_gone(c);
     waiters_client_gone(s, c);

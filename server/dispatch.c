@@ -154,10 +154,12 @@ static bool lease_finish(lease_call *lc, redisReply *const *elems, size_t n, boo
         if (client_alive(c) && lease_add(c, q, f[0]->str, f[0]->len, token)) {
             push_task(c, f);
             s->counters.dispatched++;
-            char detail[128];
-            snprintf(detail, sizeof detail, "attempt=%lld worker=%s", f[2]->integer, c->addr);
-            text_monitor_event(s, "started", q->name, strlen(q->name), f[0]->str, f[0]->len,
-                               detail);
+            if (text_monitoring(s)) {
+                char detail[128];
+                snprintf(detail, sizeof detail, "attempt=%lld worker=%s", f[2]->integer, c->addr);
+                text_monitor_event(s, "started", q->name, strlen(q->name), f[0]->str, f[0]->len,
+                                   detail);
+            }
             continue;
         }
         cel_lease *o = &orphans[norphans++];

@@ -227,6 +227,7 @@ int server_run(cel_config *cfg) {
     s->cfg = cfg;
     s->started_ms = cel_now_ms();
     TAILQ_INIT(&s->clients);
+    TAILQ_INIT(&s->monitors);
     TAILQ_INIT(&s->to_flush);
     msgpack_zone_init(&s->zone, 4096);
     broker_id_init(s);

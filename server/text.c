@@ -279,6 +279,7 @@ static void cmd_workers(cel_client *c, text_args *a, cel_msg *m) {
 
 static void cmd_monitor(cel_client *c, text_args *a, cel_msg *m) {
     m->op = CEL_OP_NONE;
+    if (!c->monitor) TAILQ_INSERT_TAIL(&c->srv->monitors, c, monitor_link);
     c->monitor = true;
     snprintf(c->monitor_queue, sizeof c->monitor_queue, "%s", a->argc > 1 ? a->argv[1] : "");
     out_line(c, "OK monitoring; send any line to stop");
@@ -439,7 +440,7 @@ void text_input(cel_client *c) {
         c->last_read_ms = cel_now_ms(); /* a whole line: activity (see read_binary) */
         if (n == SIZE_MAX) continue;
         if (c->monitor) {
-            c->monitor = false;
+            text_monitor_stop(c);
             out_line(c, "OK monitor off");
             continue;
         }
@@ -460,11 +461,17 @@ void text_reply_done(cel_client *c) {
     if (!c->text_in_input && c->state == CS_TEXT) text_input(c);
 }
 
+void text_monitor_stop(cel_client *c) {
+    if (!c->monitor) return;
+    TAILQ_REMOVE(&c->srv->monitors, c, monitor_link);
+    c->monitor = false;
+}
+
 void text_monitor_event(cel_server *s, const char *event, const char *queue, size_t qlen,
                         const char *id, size_t idlen, const char *detail) {
     cel_client *c;
-    TAILQ_FOREACH(c, &s->clients, link) {
-        if (!c->monitor || c->state != CS_TEXT) continue;
+    TAILQ_FOREACH(c, &s->monitors, monitor_link) {
+        if (c->state != CS_TEXT) continue;
         if (c->monitor_queue[0] &&
             (strlen(c->monitor_queue) != qlen || memcmp(c->monitor_queue, queue, qlen) != 0))
             continue;

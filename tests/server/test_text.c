@@ -171,6 +171,7 @@ static void test_monitor_streams_events_while_tasks_flow(void) {
     ASSERT_PREFIX(lc_line(&mon, 3000), "EVENT succeeded mq m1");
     lc_send(&mon, "\r\n", 2);
     ASSERT_PREFIX(lc_line(&mon, 3000), "OK monitor off");
+    tc_enqueue_sync(&p, "mq", "t", "m2"); /* after the stop: no event for it */
     ASSERT_PREFIX(cmd(&mon, "PING"), "OK PONG");
     close(mon.fd);
     tc_close(&p), tc_close(&w);
