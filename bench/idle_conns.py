@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""bench/idle_conns.py PORT N PID: opens N connections to a celeriacd, each finishing its hello as
-a producer, then holds them idle; prints the broker's RSS (KiB) before and after, and per
-connection. Stdlib only; the hello frame is packed by hand (docs/protocol.md)."""
+"""bench/idle_conns.py PORT N PID [hold]: opens N connections to a celeriacd, each finishing its
+hello as a producer, then holds them idle; prints the broker's RSS (KiB) before and after, and per
+connection. With "hold" it then keeps them open until it is terminated (a workload runs beside
+them meanwhile). Stdlib only; the hello frame is packed by hand (docs/protocol.md)."""
 import resource
 import select
+import signal
 import socket
 import sys
 import time
@@ -52,7 +54,12 @@ def main():
     time.sleep(1)
     after = rss_kib(pid)
     print("idle_connections=%d welcomed=%d broker_rss_before_kib=%d broker_rss_after_kib=%d "
-          "kib_per_connection=%.2f" % (n, welcomed, before, after, (after - before) / n))
+          "kib_per_connection=%.2f" % (n, welcomed, before, after, (after - before) / n),
+          flush=True)
+    if len(sys.argv) > 4 and sys.argv[4] == "hold":
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0 if welcomed == n else 1))
+        while True:
+            time.sleep(3600)
     for s in socks:
         s.close()
     return 0 if welcomed == n else 1

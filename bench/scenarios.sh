@@ -4,7 +4,9 @@
 #            behind them (2 workers; the cost per task must not grow with the queue); shallow and
 #            deep alternate DEPTH_REPS times (default 3) and the medians are compared, because a
 #            single window of a few seconds swings with the host's noise and Redis's AOF rewrites
-#   idle     broker RSS per idle connection (10,000 producers that said hello, then nothing)
+#   idle     broker RSS per idle connection (10,000 producers that said hello, then nothing);
+#            and the pipelined e2e rate of DRAIN tasks with those 10,000 held open beside it
+#            against none (the cost per task must not grow with the connections either)
 #   payload  e2e with 100-byte vs 64 KiB args (bench/peers/run.sh celeriac w2, PAYLOAD=...)
 # Prints one markdown table. Usage: bench/scenarios.sh [DEEP] (default 1000000). Release build
 # in build/demo (made by bench/lib.sh); every process runs on a free loopback port and is
@@ -63,6 +65,31 @@ depth() {
   DEPTH_RATE=$rate
 }
 
+# busy N: the pipelined e2e rate (256 in flight, 2 solo workers with --prefetch 256) of DRAIN
+# tasks with N idle producer connections held open meanwhile; sets BUSY_RATE.
+busy() {
+  local n=$1 rec=$RUN/rec-busy-$1-$RANDOM ws=() hold=()
+  mkdir -p "$rec"
+  fresh_redis
+  start_broker "busy$n"
+  for _ in $(seq 100); do "$BUILD/client/celeriac" --broker "127.0.0.1:$BP" queues > /dev/null 2>&1 && break; sleep 0.05; done
+  if [ "$n" -gt 0 ]; then
+    /usr/bin/python3 bench/idle_conns.py "$BP" "$n" "$B" hold > "$RUN/hold-$n.out" &
+    hold=($!); BENCH_PIDS+=("${hold[@]}")
+    for _ in $(seq 1200); do grep -q idle_connections "$RUN/hold-$n.out" && break; sleep 0.1; done
+  fi
+  for i in 1 2; do
+    BENCH_REC_DIR=$rec "$BUILD/worker/celeriac-worker" --broker "127.0.0.1:$BP" --queues bench \
+      --pool solo --prefetch 256 --log-level warn --plugin "$BUILD/bench/libbenchrecord.so" \
+      --log-file "$RUN/wb-$n-$i.log" & ws+=($!)
+  done
+  sleep 0.5
+  "$PRODUCER" "127.0.0.1:$BP" bench 0 "$DRAIN" 0 256 > /dev/null
+  "${ANALYZE[@]}" wait "$rec" 0 "$DRAIN" 300
+  BUSY_RATE=$("${ANALYZE[@]}" phase "$rec" 0 "$DRAIN" | awk -F= '$1 == "e2e_per_s" {print $2}')
+  stop_pids "${ws[@]}" "${hold[@]}" "$B"
+}
+
 echo "| scenario | result |"
 echo "|---|---|"
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
@@ -81,6 +108,16 @@ start_broker idle
 idle=$(/usr/bin/python3 bench/idle_conns.py "$BP" 10000 "$B")
 stop_pids "$B"
 echo "| 10,000 idle connections | $(echo "$idle" | tr ' ' '\n' | grep -E 'rss|per_conn|welcomed' | paste -sd' ') |"
+nones=(); manys=()
+for _ in $(seq "$DEPTH_REPS"); do
+  busy 0; nones+=("$BUSY_RATE")
+  busy 10000; manys+=("$BUSY_RATE")
+done
+none=$(median "${nones[@]}"); many=$(median "${manys[@]}")
+printf '| pipelined e2e of %s tasks, no other connections | median %.0f tasks/s (runs: %s) |\n' \
+  "$DRAIN" "$none" "$(printf '%.0f ' "${nones[@]}")"
+printf '| pipelined e2e of %s tasks, 10,000 idle connections open | median %.0f tasks/s (runs: %s): %.2f× the rate with none |\n' \
+  "$DRAIN" "$many" "$(printf '%.0f ' "${manys[@]}")" "$(echo "$many / $none" | bc -l)"
 
 for p in 100 65536; do
   row=$(PAYLOAD=$p CELERIAC_BUILD=$PWD/$BUILD bench/peers/run.sh celeriac w2 5000)
