@@ -35,18 +35,9 @@ void batch_arg_str(batch *b, cel_str s) {
     batch_arg(b, s.ptr ? s.ptr : "", s.len);
 }
 
-/* Decimal digits of v, right-aligned in buf[24]; returns the first. Several numbers go into
- * every task's arguments: snprintf was a tenth of the broker's time in a pipelined profile. */
-static char *u64_digits(char buf[24], uint64_t v) {
-    char *p = buf + 24;
-    do *--p = (char)('0' + v % 10);
-    while (v /= 10);
-    return p;
-}
-
 void batch_arg_u64(batch *b, uint64_t v) {
     char tmp[24];
-    char *p = u64_digits(tmp, v);
+    char *p = cel_u64_digits(tmp, v);
     batch_arg(b, p, (size_t)(tmp + 24 - p));
 }
 
@@ -66,7 +57,7 @@ void batch_arg_since(batch *b, size_t start) {
 
 void batch_arg_i64(batch *b, int64_t v) {
     char tmp[24];
-    char *p = u64_digits(tmp, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    char *p = cel_u64_digits(tmp, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
     if (v < 0) *--p = '-';
     batch_arg(b, p, (size_t)(tmp + 24 - p));
 }

@@ -139,7 +139,7 @@ static cel_err submit(cel_redis *r, int script, submit_mode mode, int argc, cons
         return cel_fail(err, CEL_E_BUSY, "too many redis commands in flight (%zu)", r->inflight);
     rreq *q = calloc(1, sizeof *q);
     if (!q) return cel_fail(err, CEL_E_INTERNAL, "out of memory");
-    q->cmdlen = redisFormatCommandArgv(&q->cmd, argc, argv, lens);
+    q->cmdlen = cel_resp_format(&q->cmd, argc, argv, lens);
     if (q->cmdlen < 0) {
         free(q);
         return cel_fail(err, CEL_E_INTERNAL, "cannot format redis command");

@@ -1,7 +1,8 @@
 /* The broker's readers of what Redis sends back, compiled from server/status.c with the two
  * connection functions it calls captured here: the task body (packed by the broker, stored in
  * field d, read back on every lease and status), the lease reply check, and status replies.
- * Replies are built by hiredis's own reader from RESP text, as they arrive from Redis. */
+ * Replies are built by hiredis's own reader from RESP text, as they arrive from Redis. Also
+ * the broker's command formatter (server/resp.c), against hiredis's. */
 #include <hiredis/hiredis.h>
 #include <string.h>
 
@@ -138,11 +139,37 @@ static void test_status_reply_reads_the_body(void) {
     cel_buf_free(&b);
 }
 
+/* Script calls are formatted by the broker itself: byte for byte what hiredis would send,
+ * for binary and empty arguments, lengths across digit counts, and C strings (lens NULL). */
+static void test_commands_format_as_hiredis_would(void) {
+    static char big[100000];
+    memset(big, 'x', sizeof big);
+    const char *argv[] = {
+        "EVALSHA", "0123456789abcdef0123456789abcdef01234567", "0", "", "a\0b\r\n", big, big, big,
+        big};
+    size_t lens[] = {7, 40, 1, 0, 5, 9, 10, 999, sizeof big};
+    for (int argc = 0; argc <= 9; argc++) {
+        char *ours = NULL, *theirs = NULL;
+        int n = cel_resp_format(&ours, argc, argv, lens);
+        int m = redisFormatCommandArgv(&theirs, argc, argv, lens);
+        CU_ASSERT_EQUAL(n, m);
+        CU_ASSERT(n == m && memcmp(ours, theirs, (size_t)n) == 0);
+        free(ours), free(theirs);
+    }
+    const char *words[] = {"SCRIPT", "LOAD", "return 1"};
+    char *ours = NULL, *theirs = NULL;
+    int n = cel_resp_format(&ours, 3, words, NULL);
+    CU_ASSERT_EQUAL(n, redisFormatCommandArgv(&theirs, 3, words, NULL));
+    CU_ASSERT(memcmp(ours, theirs, (size_t)n) == 0);
+    free(ours), free(theirs);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"task body round trip and truncation", test_task_body_round_trip_and_truncation},
         {"lease reply check", test_lease_reply_check},
         {"status reply reads the body", test_status_reply_reads_the_body},
+        {"commands format as hiredis would", test_commands_format_as_hiredis_would},
         {NULL, NULL}};
     int rc = th_run("replies", tests);
     cel_buf_free(&sent);
