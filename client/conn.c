@@ -341,15 +341,8 @@ static void conn_flush(cel_conn *c) {
         out_write(c);
 }
 
+/* This loop turn's write, and the socket taking more once it was full. */
 static void on_flush(evutil_socket_t fd, short what, void *arg) {
-    (void)fd, (void)what;
-    cel_conn *c = arg;
-    conn_enter(c);
-    conn_flush(c);
-    conn_leave(c);
-}
-
-static void on_writable(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     cel_conn *c = arg;
     conn_enter(c);
@@ -515,7 +508,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
     if (what & BEV_EVENT_CONNECTED) {
         int one = 1, fd = bufferevent_getfd(bev);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        c->wev = event_new(c->base, fd, EV_WRITE, on_writable, c);
+        c->wev = event_new(c->base, fd, EV_WRITE, on_flush, c);
         c->rev = event_new(c->base, fd, EV_READ | EV_PERSIST, on_readable, c);
         if (c->wev && c->rev && event_add(c->rev, NULL) == 0)
             send_hello(c);
