@@ -62,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         cfg.max_frame = 1 << 20;
         srv.base = base, srv.cfg = &cfg;
         TAILQ_INIT(&srv.clients);
+        TAILQ_INIT(&srv.monitors);
     }
     cel_client c;
     memset(&c, 0, sizeof c);
@@ -84,6 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     c.text_eof = true;
     if (!c.closing) text_input(&c);
+    text_monitor_stop(&c); /* as conn_close does */
     TAILQ_REMOVE(&srv.clients, &c, link);
     bufferevent_free(c.bev);
     event_base_loop(base, EVLOOP_NONBLOCK); /* runs the deferred part of the free */
