@@ -70,6 +70,7 @@ struct cel_client {
     int settle_inflight;
     struct event *timer; /* hello deadline, then idle timeout */
     long long last_read_ms;
+    LIST_HEAD(, waiter) waiters; /* this client's pending waits (waiters.c) */
 };
 
 struct cel_queue {
@@ -197,6 +198,8 @@ void waiters_add(cel_server *s, cel_client *c, uint64_t seq, const char *id, siz
                  uint64_t timeout_ms);
 void waiters_notify(cel_server *s, const char *id, size_t idlen);
 void waiters_client_gone(cel_server *s, cel_client *c);
+/* Waits pending now (the stats' "waits"). */
+size_t waiters_pending(const cel_server *s);
 
 /* status.c: task_info replies from a status script reply, and the task body: what of a task
  * only the broker reads, kept in one field ('d') of its Redis hash so that the scripts write and

@@ -507,7 +507,7 @@ static long rss_kb(void) {
 static void stats_pack(cel_server *s, msgpack_packer *pk, const redisReply *rep) {
     cel_redis_stats rs;
     cel_redis_get_stats(s->redis, &rs);
-    msgpack_pack_map(pk, 18);
+    msgpack_pack_map(pk, 19);
     pack_kv_u64(pk, "rss_kb", (unsigned long long)rss_kb());
     pack_kv_double(pk, "enqueued_per_s", s->rates.enqueued);
     pack_kv_double(pk, "dispatched_per_s", s->rates.dispatched);
@@ -522,6 +522,7 @@ static void stats_pack(cel_server *s, msgpack_packer *pk, const redisReply *rep)
     pack_kv_u64(pk, "failed", s->counters.failed);
     pack_kv_u64(pk, "requeued", s->counters.requeued);
     pack_kv_u64(pk, "protocol_errors", s->counters.protocol_errors);
+    pack_kv_u64(pk, "waits", (unsigned long long)waiters_pending(s));
     pack_kv_u64(pk, "redis_inflight", cel_redis_inflight(s->redis));
     pack_kv_u64(pk, "redis_latency_us", (unsigned long long)rs.last_latency_us);
     pack_kv_u64(pk, "redis_timeouts", rs.timeouts);

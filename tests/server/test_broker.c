@@ -212,6 +212,68 @@ static void test_wait_blocks_until_task_finishes(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+static uint64_t send_wait(tc *t, const char *id) {
+    cel_msg m;
+    tc_msg(&m, CEL_OP_WAIT);
+    m.id = cel_str_c(id), m.timeout_ms = 30000;
+    cel_msg_set(&m, CEL_F_ID), cel_msg_set(&m, CEL_F_TIMEOUT_MS);
+    return tc_send(t, &m);
+}
+
+/* Waits are kept by task id and by client: every waiter of a task wakes when it ends (several
+ * on one task, a few hundred in all: the broker's table grows under them), and a client that
+ * leaves takes its own waits with it, not the others'. */
+static void test_many_waits_wake_by_task_and_leave_with_their_client(void) {
+    env e;
+    tc p, w, gone;
+    env_start_pw(&e, long_lease, &p, &w);
+    CU_ASSERT_FATAL(tc_connect(&gone, e.broker.port, "producer"));
+    enum { N = 200, SAME = 3 };
+    static char ids[N][32];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "mw-%d", i);
+        tc_enqueue(&p, "mwq", "t", ids[i]);
+    }
+    for (int i = 0; i < N; i++) CU_ASSERT_PTR_NOT_NULL(tc_recv(&p, 3000));
+    for (int i = 0; i < N; i++) send_wait(&p, ids[i]);
+    for (int k = 0; k < SAME; k++) send_wait(&p, ids[0]);
+    send_wait(&gone, ids[1]), send_wait(&gone, ids[2]);
+    /* All waiting, and past the broker's first re-check of them (each re-checks Redis once a
+     * second): from here, only a finish it sees can wake them within the next second. */
+    CU_ASSERT_PTR_NULL(tc_recv(&p, 1100));
+    tc stats;
+    CU_ASSERT_FATAL(tc_connect(&stats, e.broker.port, "producer"));
+    CU_ASSERT_EQUAL(tc_stat(&stats, "waits"), N + SAME + 2);
+    tc_close(&gone);
+    long long waits = -1;
+    for (long long end = th_now_ms() + 3000; th_now_ms() < end && waits != N + SAME;)
+        waits = tc_stat(&stats, "waits"); /* the broker sees the close a moment later */
+    CU_ASSERT_EQUAL(waits, N + SAME);
+    tc_consume(&w, "mwq", N);
+    static cel_msg tasks[N];
+    static char tids[N][CEL_ID_MAX + 1];
+    for (int i = 0; i < N; i++) {
+        const cel_msg *t = tc_recv(&w, 3000);
+        CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+        tasks[i] = *t;
+        snprintf(tids[i], sizeof tids[i], "%s", tc_s(t->id));
+        tasks[i].id = cel_str_c(tids[i]);
+    }
+    for (int i = 0; i < N; i++) tc_ack(&w, &tasks[i]);
+    long long acked = th_now_ms();
+    int woke = 0;
+    for (int i = 0; i < N + SAME; i++) {
+        const cel_msg *r = tc_recv(&p, 5000);
+        woke += r && r->op == CEL_OP_TASK_INFO && !strcmp(tc_s(r->state), "succeeded");
+    }
+    CU_ASSERT_EQUAL(woke, N + SAME);
+    CU_ASSERT(th_now_ms() - acked < 400); /* woken by the acks, not by the next re-check */
+    CU_ASSERT_PTR_NULL(tc_recv(&p, 200)); /* one reply per wait */
+    CU_ASSERT_EQUAL(tc_stat(&stats, "waits"), 0);
+    tc_close(&stats);
+    env_stop_pw(&e, &p, &w);
+}
+
 static void test_credits_bound_tasks_in_flight(void) {
     env e;
     tc p, w;
@@ -347,6 +409,8 @@ int main(void) {
          test_expired_lease_is_requeued_and_stale_ack_refused},
         {"touch extends the lease", test_touch_extends_lease},
         {"wait blocks until the task finishes", test_wait_blocks_until_task_finishes},
+        {"many waits wake by task and leave with their client",
+         test_many_waits_wake_by_task_and_leave_with_their_client},
         {"credits bound the tasks in flight", test_credits_bound_tasks_in_flight},
         {"overlapping enqueue leases respect credits",
          test_overlapping_enqueue_leases_respect_credits},
