@@ -5,8 +5,9 @@
 #            deep alternate DEPTH_REPS times (default 3) and the medians are compared, because a
 #            single window of a few seconds swings with the host's noise and Redis's AOF rewrites
 #   idle     broker RSS per idle connection (10,000 producers that said hello, then nothing);
-#            and the pipelined e2e rate of DRAIN tasks with those 10,000 held open beside it
-#            against none (the cost per task must not grow with the connections either)
+#            and the pipelined e2e rate of DRAIN tasks with those 10,000 held open beside it,
+#            or with 10,000 waits for results pending, against none (the cost per task must not
+#            grow with connections or waits either)
 #   payload  e2e with 100-byte vs 64 KiB args (bench/peers/run.sh celeriac w2, PAYLOAD=...)
 # Prints one markdown table. Usage: bench/scenarios.sh [DEEP] (default 1000000). Release build
 # in build/demo (made by bench/lib.sh); every process runs on a free loopback port and is
@@ -65,16 +66,17 @@ depth() {
   DEPTH_RATE=$rate
 }
 
-# busy N: the pipelined e2e rate (256 in flight, 2 solo workers with --prefetch 256) of DRAIN
-# tasks with N idle producer connections held open meanwhile; sets BUSY_RATE.
+# busy N [MODE]: the pipelined e2e rate (256 in flight, 2 solo workers with --prefetch 256) of
+# DRAIN tasks with N producer connections held open meanwhile, idle (MODE hold, the default) or
+# each waiting for a task of its own that does not run (MODE waits); sets BUSY_RATE.
 busy() {
-  local n=$1 rec=$RUN/rec-busy-$1-$RANDOM ws=() hold=()
+  local n=$1 mode=${2:-hold} rec=$RUN/rec-busy-$1-$RANDOM ws=() hold=()
   mkdir -p "$rec"
   fresh_redis
   start_broker "busy$n"
   for _ in $(seq 100); do "$BUILD/client/celeriac" --broker "127.0.0.1:$BP" queues > /dev/null 2>&1 && break; sleep 0.05; done
   if [ "$n" -gt 0 ]; then
-    /usr/bin/python3 bench/idle_conns.py "$BP" "$n" "$B" hold > "$RUN/hold-$n.out" &
+    /usr/bin/python3 bench/idle_conns.py "$BP" "$n" "$B" "$mode" > "$RUN/hold-$n.out" &
     hold=($!); BENCH_PIDS+=("${hold[@]}")
     for _ in $(seq 1200); do grep -q idle_connections "$RUN/hold-$n.out" && break; sleep 0.1; done
   fi
@@ -108,16 +110,19 @@ start_broker idle
 idle=$(/usr/bin/python3 bench/idle_conns.py "$BP" 10000 "$B")
 stop_pids "$B"
 echo "| 10,000 idle connections | $(echo "$idle" | tr ' ' '\n' | grep -E 'rss|per_conn|welcomed' | paste -sd' ') |"
-nones=(); manys=()
+nones=(); manys=(); waits=()
 for _ in $(seq "$DEPTH_REPS"); do
   busy 0; nones+=("$BUSY_RATE")
   busy 10000; manys+=("$BUSY_RATE")
+  busy 10000 waits; waits+=("$BUSY_RATE")
 done
-none=$(median "${nones[@]}"); many=$(median "${manys[@]}")
+none=$(median "${nones[@]}"); many=$(median "${manys[@]}"); waiting=$(median "${waits[@]}")
 printf '| pipelined e2e of %s tasks, no other connections | median %.0f tasks/s (runs: %s) |\n' \
   "$DRAIN" "$none" "$(printf '%.0f ' "${nones[@]}")"
 printf '| pipelined e2e of %s tasks, 10,000 idle connections open | median %.0f tasks/s (runs: %s): %.2f× the rate with none |\n' \
   "$DRAIN" "$many" "$(printf '%.0f ' "${manys[@]}")" "$(echo "$many / $none" | bc -l)"
+printf '| pipelined e2e of %s tasks, 10,000 waits for results pending | median %.0f tasks/s (runs: %s): %.2f× the rate with none |\n' \
+  "$DRAIN" "$waiting" "$(printf '%.0f ' "${waits[@]}")" "$(echo "$waiting / $none" | bc -l)"
 
 for p in 100 65536; do
   row=$(PAYLOAD=$p CELERIAC_BUILD=$PWD/$BUILD bench/peers/run.sh celeriac w2 5000)
