@@ -159,6 +159,11 @@ static cel_err submit(cel_redis *r, int script, submit_mode mode, int argc, cons
     return CEL_OK;
 }
 
+cel_err cel_redis_command(cel_redis *r, int argc, const char **argv, const size_t *lens,
+                          cel_redis_cb cb, void *arg, cel_error *err) {
+    return submit(r, -1, SUBMIT_NORMAL, argc, argv, lens, cb, arg, err);
+}
+
 cel_err cel_redis_script(cel_redis *r, int id, int argc, const char **argv, const size_t *lens,
                          cel_redis_cb cb, void *arg, cel_error *err) {
     enum { STACK_ARGS = 64 };

@@ -57,6 +57,9 @@ int cel_redis_script_register(const char *name, const char *source);
 /* Runs script `id` (EVALSHA with no keys; the scripts derive their keys from the prefix in
  * their first argument). Returns CEL_E_UNAVAILABLE or CEL_E_BUSY without calling cb when the
  * command cannot be sent now. */
+/* A plain command (argv[0] its name), for what needs no script. */
+cel_err cel_redis_command(cel_redis *r, int argc, const char **argv, const size_t *lens,
+                          cel_redis_cb cb, void *arg, cel_error *err);
 cel_err cel_redis_script(cel_redis *r, int id, int argc, const char **argv, const size_t *lens,
                          cel_redis_cb cb, void *arg, cel_error *err);
 

@@ -208,11 +208,47 @@ static void test_two_brokers_one_redis_ack_every_task_once(void) {
     env_stop(&e);
 }
 
+/* A wait held by one broker for a task that ends through another: no finish passes through
+ * the waiting broker, so only its periodic re-check of the task's state can answer. */
+static void test_a_wait_sees_a_task_end_through_another_broker(void) {
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, NULL));
+    th_proc b2;
+    CU_ASSERT_FATAL(th_broker_start(&b2, &e.redis, fast_flags) && env_wait_ready(b2.port));
+    tc p, w;
+    CU_ASSERT_FATAL(tc_connect(&p, e.broker.port, "producer"));
+    CU_ASSERT_FATAL(tc_connect(&w, b2.port, "worker"));
+    const cel_msg *r = tc_enqueue_sync(&p, "elsewhere", "t", "ended-elsewhere");
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
+    cel_msg m;
+    tc_msg(&m, CEL_OP_WAIT);
+    m.id = cel_str_c("ended-elsewhere"), m.timeout_ms = 10000;
+    cel_msg_set(&m, CEL_F_ID), cel_msg_set(&m, CEL_F_TIMEOUT_MS);
+    uint64_t seq = tc_send(&p, &m);
+    CU_ASSERT_PTR_NULL(tc_recv(&p, 1500)); /* past a re-check that found it still queued */
+    tc_consume(&w, "elsewhere", 1);
+    const cel_msg *t = tc_recv(&w, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    cel_msg task = *t;
+    char id[64];
+    snprintf(id, sizeof id, "%s", tc_s(t->id));
+    task.id = cel_str_c(id);
+    CU_ASSERT_FATAL(tc_ack(&w, &task) != NULL);
+    r = tc_reply(&p, seq, 3000);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_TASK_INFO);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+    tc_close(&p), tc_close(&w);
+    th_proc_stop(&b2, SIGTERM);
+    env_stop(&e);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"malformed frames get typed errors and the broker stays up",
          test_malformed_frames_get_typed_errors_and_broker_stays_up},
         {"redis restart loses no acknowledged task", test_redis_restart_loses_no_acknowledged_task},
+        {"a wait sees a task end through another broker",
+         test_a_wait_sees_a_task_end_through_another_broker},
         {"two brokers on one redis ack every task once",
          test_two_brokers_one_redis_ack_every_task_once},
         {NULL, NULL}};
