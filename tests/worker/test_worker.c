@@ -325,7 +325,9 @@ static void test_log_file_and_sighup_reopen(void) {
     snprintf(log, sizeof log, "%s/worker.log", e.redis.dir);
     snprintf(rotated, sizeof rotated, "%s.1", log);
     char *flags[] = {"--plugin", TEST_PLUGIN, "--log-file", log, "--concurrency", "1", NULL};
-    CU_ASSERT_FATAL(th_broker_start(&e.broker, &e.redis, broker_flags));
+    /* Ready on Redis, not just listening: an enqueue before that is refused UNAVAILABLE. */
+    CU_ASSERT_FATAL(th_broker_start(&e.broker, &e.redis, broker_flags) &&
+                    tc_wait_ready(e.broker.port, 10000));
     CU_ASSERT_FATAL(th_worker_start(&e.worker, e.broker.port, flags));
     CU_ASSERT_FATAL(tc_connect(&e.p, e.broker.port, "producer"));
     const uint8_t first[] = {0xa5, 'f', 'i', 'r', 's', 't'}, second[] = {0xa3, '2', 'n', 'd'};
