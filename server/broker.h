@@ -74,13 +74,22 @@ struct cel_client {
 };
 
 struct cel_queue {
-    cel_queue *next;
+    cel_queue *next;  /* every queue, for the walks of them all */
+    cel_queue *hnext; /* the same hash bucket of the server's queue index */
+    size_t len;
     char name[CEL_NAME_MAX + 1];
     cel_client **workers;
     size_t nworkers, cap_workers, rr;
     bool dispatching; /* a dispatch script is in flight */
     bool maybe_ready; /* tasks may be waiting in Redis */
 };
+
+/* FNV-1a, for the broker's small hash tables (queues by name, waits by task id). */
+static inline size_t cel_hash(const char *p, size_t len) {
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return (size_t)h;
+}
 
 typedef struct cel_counters {
     unsigned long long connections_total, enqueued, dispatched, acked, failed, requeued,
@@ -106,6 +115,10 @@ struct cel_server {
     uint64_t next_client_id;
     char broker_id[17];
     cel_queue *queues;
+    /* The same queues by name: a queued task looks its queue up, and a walk of the list for it
+     * made the cost per task grow with the queues a broker serves. */
+    cel_queue **qindex;
+    size_t qbuckets, nqueues;
     cel_waiters *waiters;
     cel_buf out;       /* scratch for encoding one reply */
     msgpack_zone zone; /* scratch for decoding one frame */
@@ -181,6 +194,8 @@ lease_call *dispatch_reserve(cel_server *s, const char *queue, size_t len, uint3
                              const char *argv[4]);
 bool dispatch_leased(lease_call *lc, redisReply *const *elems, size_t n, bool ok);
 cel_queue *queue_get(cel_server *s, const char *name, size_t len);
+/* The queue of that name, or NULL when this broker has none. */
+cel_queue *queue_find(cel_server *s, const char *name, size_t len);
 void dispatch_set_consumer(cel_client *c, const cel_msg *consume);
 void dispatch_kick(cel_server *s, cel_queue *q);
 void dispatch_kick_client(cel_client *c);

@@ -211,6 +211,7 @@ static void server_free(cel_server *s) {
         free(q->workers);
         free(q);
     }
+    free(s->qindex);
     if (s->listener) evconnlistener_free(s->listener);
     struct event *evs[] = {s->reaper,  s->poll,       s->accept_retry, s->sig_term, s->sig_int,
                            s->sig_hup, s->rate_timer, s->reap_soon,    s->flush};

@@ -42,15 +42,8 @@ cel_waiters *waiters_new(cel_server *s) {
     return ws;
 }
 
-/* FNV-1a: ids are short, and a bucket only narrows the search to a few memcmp()s. */
-static size_t id_hash(const char *id, size_t len) {
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)id[i]) * 1099511628211ull;
-    return (size_t)h;
-}
-
 static struct waiter_list *bucket_of(cel_waiters *ws, const char *id, size_t len) {
-    return &ws->buckets[id_hash(id, len) & (ws->nbuckets - 1)];
+    return &ws->buckets[cel_hash(id, len) & (ws->nbuckets - 1)];
 }
 
 /* Doubles the buckets once they average two waiters; without memory it keeps the old ones. */
@@ -63,7 +56,7 @@ static void maybe_grow(cel_waiters *ws) {
         waiter *w;
         while ((w = LIST_FIRST(&ws->buckets[i]))) {
             LIST_REMOVE(w, by_id);
-            LIST_INSERT_HEAD(&b[id_hash(w->id, w->idlen) & (n - 1)], w, by_id);
+            LIST_INSERT_HEAD(&b[cel_hash(w->id, w->idlen) & (n - 1)], w, by_id);
         }
     }
     free(ws->buckets);

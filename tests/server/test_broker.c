@@ -274,6 +274,43 @@ static void test_many_waits_wake_by_task_and_leave_with_their_client(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+/* The broker finds queues by name in an index that grows with them: a worker on 256 queues
+ * gets the task of every one, enqueued before it consumed (the consume's dispatch) and after
+ * (the enqueue's own lease or dispatch). */
+static void test_a_worker_on_many_queues_gets_every_task(void) {
+    env e;
+    tc p, w;
+    env_start_pw(&e, long_lease, &p, &w);
+    enum { NQ = 256 };
+    static char names[NQ][16];
+    static cel_str qs[NQ];
+    for (int i = 0; i < NQ; i++) {
+        snprintf(names[i], sizeof names[i], "mq-%d", i);
+        qs[i] = cel_str_c(names[i]);
+    }
+    for (int i = 0; i < NQ / 2; i++) tc_enqueue(&p, names[i], "t", names[i]);
+    for (int i = 0; i < NQ / 2; i++) CU_ASSERT_PTR_NOT_NULL(tc_recv(&p, 3000));
+    cel_msg m;
+    tc_msg(&m, CEL_OP_CONSUME);
+    m.queues.strs = qs, m.queues.n = NQ, m.credits = NQ;
+    cel_msg_set(&m, CEL_F_QUEUES), cel_msg_set(&m, CEL_F_CREDITS);
+    uint64_t consumed = tc_send(&w, &m);
+    for (int i = NQ / 2; i < NQ; i++) tc_enqueue(&p, names[i], "t", names[i]);
+    static bool seen[NQ];
+    int got = 0, oks = 0;
+    /* Tasks may come before the consume's own reply: every message counts. */
+    for (const cel_msg *t; got < NQ && (t = tc_recv(&w, 3000));) {
+        int i = -1;
+        oks += t->op == CEL_OP_OK && t->seq == consumed;
+        if (t->op == CEL_OP_TASK && sscanf(tc_s(t->id), "mq-%d", &i) == 1 && i >= 0 && i < NQ &&
+            !seen[i])
+            seen[i] = true, got++;
+    }
+    CU_ASSERT_EQUAL(got, NQ);
+    CU_ASSERT(oks == 1 || (oks == 0 && tc_reply(&w, consumed, 3000)));
+    env_stop_pw(&e, &p, &w);
+}
+
 static void test_credits_bound_tasks_in_flight(void) {
     env e;
     tc p, w;
@@ -411,6 +448,7 @@ int main(void) {
         {"wait blocks until the task finishes", test_wait_blocks_until_task_finishes},
         {"many waits wake by task and leave with their client",
          test_many_waits_wake_by_task_and_leave_with_their_client},
+        {"a worker on many queues gets every task", test_a_worker_on_many_queues_gets_every_task},
         {"credits bound the tasks in flight", test_credits_bound_tasks_in_flight},
         {"overlapping enqueue leases respect credits",
          test_overlapping_enqueue_leases_respect_credits},
