@@ -60,7 +60,7 @@ struct cel_client {
     uint32_t credits;
     uint32_t reserved; /* credits asked for by lease calls still in flight */
     cel_queue **queues;
-    size_t nqueues;
+    size_t nqueues, next_queue; /* next_queue: where the next kick starts (round-robin) */
     cel_lease *leases;
     size_t nleases, cap_leases;
     /* Worker outcomes: while one settle call of this client is in flight, new outcomes gather

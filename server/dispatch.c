@@ -280,8 +280,11 @@ void dispatch_kick(cel_server *s, cel_queue *q) {
     for (cel_queue *it = s->queues; it; it = it->next) dispatch_one(s, it);
 }
 
+/* Each kick starts one queue further on: with the credits going to the first queue that asks,
+ * a busy first queue would otherwise take them all and drain before the next got any. */
 void dispatch_kick_client(cel_client *c) {
-    for (size_t i = 0; i < c->nqueues; i++) dispatch_one(c->srv, c->queues[i]);
+    size_t n = c->nqueues, start = n ? c->next_queue++ % n : 0;
+    for (size_t i = 0; i < n; i++) dispatch_one(c->srv, c->queues[(start + i) % n]);
 }
 
 void dispatch_mark_ready(cel_server *s, const char *name, size_t len) {

@@ -311,6 +311,45 @@ static void test_a_worker_on_many_queues_gets_every_task(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+/* A worker on two busy queues with one credit gets their tasks in turn, not one queue's all
+ * first (docs/delivery.md: each queue is dispatched independently, round-robin). */
+static void test_a_worker_takes_its_queues_in_turn(void) {
+    env e;
+    tc p, w;
+    env_start_pw(&e, long_lease, &p, &w);
+    enum { EACH = 10 };
+    for (int i = 0; i < EACH; i++)
+        tc_enqueue(&p, "turn-a", "t", NULL), tc_enqueue(&p, "turn-b", "t", NULL);
+    for (int i = 0; i < 2 * EACH; i++) CU_ASSERT_PTR_NOT_NULL(tc_recv(&p, 3000));
+    cel_msg m;
+    tc_msg(&m, CEL_OP_CONSUME);
+    cel_str qs[] = {cel_str_c("turn-a"), cel_str_c("turn-b")};
+    m.queues.strs = qs, m.queues.n = 2, m.credits = 1;
+    cel_msg_set(&m, CEL_F_QUEUES), cel_msg_set(&m, CEL_F_CREDITS);
+    tc_send(&w, &m);
+    char order[2 * EACH + 1] = "";
+    for (int n = 0; n < 2 * EACH;) {
+        const cel_msg *t = tc_recv(&w, 3000);
+        if (!t) break;
+        if (t->op != CEL_OP_TASK) continue;
+        order[n++] = tc_s(t->queue)[strlen("turn-")];
+        cel_msg task = *t;
+        char id[CEL_ID_MAX + 1];
+        snprintf(id, sizeof id, "%s", tc_s(t->id));
+        task.id = cel_str_c(id);
+        cel_msg a;
+        tc_msg(&a, CEL_OP_ACK);
+        a.id = task.id, a.token = task.token;
+        cel_msg_set(&a, CEL_F_ID), cel_msg_set(&a, CEL_F_TOKEN);
+        tc_send(&w, &a);
+    }
+    int switches = 0;
+    for (int i = 1; order[i]; i++) switches += order[i] != order[i - 1];
+    CU_ASSERT_EQUAL(strlen(order), 2 * EACH);
+    CU_ASSERT(switches >= EACH);
+    env_stop_pw(&e, &p, &w);
+}
+
 static void test_credits_bound_tasks_in_flight(void) {
     env e;
     tc p, w;
@@ -449,6 +488,7 @@ int main(void) {
         {"many waits wake by task and leave with their client",
          test_many_waits_wake_by_task_and_leave_with_their_client},
         {"a worker on many queues gets every task", test_a_worker_on_many_queues_gets_every_task},
+        {"a worker takes its queues in turn", test_a_worker_takes_its_queues_in_turn},
         {"credits bound the tasks in flight", test_credits_bound_tasks_in_flight},
         {"overlapping enqueue leases respect credits",
          test_overlapping_enqueue_leases_respect_credits},
