@@ -63,12 +63,12 @@ static void maybe_grow(cel_waiters *ws) {
     ws->buckets = b, ws->nbuckets = n;
 }
 
-static void waiter_unlink(cel_server *s, waiter *w) {
+static void waiter_unlink(cel_waiters *ws, waiter *w) {
     if (!w->linked) return;
     LIST_REMOVE(w, by_id);
     LIST_REMOVE(w, by_client);
     w->linked = false;
-    s->waiters->count--;
+    ws->count--;
 }
 
 static void waiter_free(waiter *w) {
@@ -81,9 +81,7 @@ void waiters_free(cel_waiters *ws) {
     for (size_t i = 0; ws && i < ws->nbuckets; i++) {
         waiter *w;
         while ((w = LIST_FIRST(&ws->buckets[i]))) {
-            LIST_REMOVE(w, by_id);
-            LIST_REMOVE(w, by_client);
-            w->linked = false;
+            waiter_unlink(ws, w);
             if (!w->checking)
                 waiter_free(w);
             else
@@ -96,7 +94,7 @@ void waiters_free(cel_waiters *ws) {
 
 static void waiter_finish(waiter *w) {
     w->done = true;
-    if (w->srv) waiter_unlink(w->srv, w);
+    if (w->srv) waiter_unlink(w->srv->waiters, w);
     if (!w->checking) waiter_free(w);
 }
 

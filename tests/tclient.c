@@ -169,23 +169,31 @@ const cel_msg *tc_enqueue_sync(tc *t, const char *queue, const char *task, const
     return tc_reply(t, tc_enqueue(t, queue, task, id), 5000);
 }
 
-const cel_msg *tc_consume(tc *t, const char *queue, unsigned credits) {
+uint64_t tc_consume_send(tc *t, const cel_str *queues, uint32_t n, unsigned credits) {
     cel_msg m;
     tc_msg(&m, CEL_OP_CONSUME);
-    cel_str q = cel_str_c(queue);
-    m.queues.strs = &q, m.queues.n = 1, m.credits = credits;
+    m.queues.strs = queues, m.queues.n = n, m.credits = credits;
     cel_msg_set(&m, CEL_F_QUEUES), cel_msg_set(&m, CEL_F_CREDITS);
-    return tc_reply(t, tc_send(t, &m), 5000);
+    return tc_send(t, &m);
 }
 
-const cel_msg *tc_ack(tc *t, const cel_msg *task) {
+const cel_msg *tc_consume(tc *t, const char *queue, unsigned credits) {
+    cel_str q = cel_str_c(queue);
+    return tc_reply(t, tc_consume_send(t, &q, 1, credits), 5000);
+}
+
+uint64_t tc_ack_send(tc *t, const cel_msg *task) {
     cel_msg m;
     tc_msg(&m, CEL_OP_ACK);
     char id[CEL_ID_MAX + 1];
     snprintf(id, sizeof id, "%s", tc_s(task->id));
     m.id = cel_str_c(id), m.token = task->token;
     cel_msg_set(&m, CEL_F_ID), cel_msg_set(&m, CEL_F_TOKEN);
-    return tc_reply(t, tc_send(t, &m), 5000);
+    return tc_send(t, &m);
+}
+
+const cel_msg *tc_ack(tc *t, const cel_msg *task) {
+    return tc_reply(t, tc_ack_send(t, task), 5000);
 }
 
 const cel_msg *tc_status(tc *t, const char *id) {

@@ -34,7 +34,11 @@ uint64_t tc_enqueue(tc *t, const char *queue, const char *task, const char *id);
 /* Enqueue and wait for its reply; returns the reply (op OK or ERROR). */
 const cel_msg *tc_enqueue_sync(tc *t, const char *queue, const char *task, const char *id);
 const cel_msg *tc_consume(tc *t, const char *queue, unsigned credits);
+/* A consume of n queues, sent without waiting for its reply (tasks may come before it). */
+uint64_t tc_consume_send(tc *t, const cel_str *queues, uint32_t n, unsigned credits);
 const cel_msg *tc_ack(tc *t, const cel_msg *task);
+/* An ack sent without waiting for its reply (pushes in between would be skipped). */
+uint64_t tc_ack_send(tc *t, const cel_msg *task);
 const cel_msg *tc_status(tc *t, const char *id);
 const cel_msg *tc_wait(tc *t, const char *id, unsigned timeout_ms);
 /* A plain TCP connection to 127.0.0.1:port (no hello); -1 on failure. */

@@ -290,11 +290,7 @@ static void test_a_worker_on_many_queues_gets_every_task(void) {
     }
     for (int i = 0; i < NQ / 2; i++) tc_enqueue(&p, names[i], "t", names[i]);
     for (int i = 0; i < NQ / 2; i++) CU_ASSERT_PTR_NOT_NULL(tc_recv(&p, 3000));
-    cel_msg m;
-    tc_msg(&m, CEL_OP_CONSUME);
-    m.queues.strs = qs, m.queues.n = NQ, m.credits = NQ;
-    cel_msg_set(&m, CEL_F_QUEUES), cel_msg_set(&m, CEL_F_CREDITS);
-    uint64_t consumed = tc_send(&w, &m);
+    uint64_t consumed = tc_consume_send(&w, qs, NQ, NQ);
     for (int i = NQ / 2; i < NQ; i++) tc_enqueue(&p, names[i], "t", names[i]);
     static bool seen[NQ];
     int got = 0, oks = 0;
@@ -321,27 +317,15 @@ static void test_a_worker_takes_its_queues_in_turn(void) {
     for (int i = 0; i < EACH; i++)
         tc_enqueue(&p, "turn-a", "t", NULL), tc_enqueue(&p, "turn-b", "t", NULL);
     for (int i = 0; i < 2 * EACH; i++) CU_ASSERT_PTR_NOT_NULL(tc_recv(&p, 3000));
-    cel_msg m;
-    tc_msg(&m, CEL_OP_CONSUME);
     cel_str qs[] = {cel_str_c("turn-a"), cel_str_c("turn-b")};
-    m.queues.strs = qs, m.queues.n = 2, m.credits = 1;
-    cel_msg_set(&m, CEL_F_QUEUES), cel_msg_set(&m, CEL_F_CREDITS);
-    tc_send(&w, &m);
+    tc_consume_send(&w, qs, 2, 1);
     char order[2 * EACH + 1] = "";
     for (int n = 0; n < 2 * EACH;) {
         const cel_msg *t = tc_recv(&w, 3000);
         if (!t) break;
         if (t->op != CEL_OP_TASK) continue;
         order[n++] = tc_s(t->queue)[strlen("turn-")];
-        cel_msg task = *t;
-        char id[CEL_ID_MAX + 1];
-        snprintf(id, sizeof id, "%s", tc_s(t->id));
-        task.id = cel_str_c(id);
-        cel_msg a;
-        tc_msg(&a, CEL_OP_ACK);
-        a.id = task.id, a.token = task.token;
-        cel_msg_set(&a, CEL_F_ID), cel_msg_set(&a, CEL_F_TOKEN);
-        tc_send(&w, &a);
+        tc_ack_send(&w, t);
     }
     int switches = 0;
     for (int i = 1; order[i]; i++) switches += order[i] != order[i - 1];
