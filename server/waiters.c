@@ -165,6 +165,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     waiter *w = arg;
     if (w->checking || w->done) return;
     cel_server *s = w->srv;
+    /* The task's key, as tk() in scripts/prelude.lua names it (docs/delivery.md: P:t:ID). */
     char key[CEL_NAME_MAX + CEL_ID_MAX + 8];
     int klen = snprintf(key, sizeof key, "%s:t:%.*s", s->cfg->prefix, (int)w->idlen, w->id);
     const char *argv[] = {"HGET", key, "st"};
