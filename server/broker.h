@@ -37,7 +37,9 @@ typedef struct cel_lease {
 struct cel_client {
     TAILQ_ENTRY(cel_client) link;
     cel_server *srv;
-    struct bufferevent *bev;
+    struct bufferevent *bev; /* output only: input is read by rev into in (conn.c) */
+    struct event *rev;
+    struct evbuffer *in;
     uint64_t id;
     cel_client_state state;
     int refs; /* Redis callbacks in flight that point here */
@@ -46,6 +48,7 @@ struct cel_client {
     char name[128];
     bool worker;
     bool read_paused;  /* output backed up past --output-soft */
+    bool input_full;   /* a maximal frame's worth of input waits to be handled */
     bool closing;      /* an error was sent; close once it is written */
     bool text_discard; /* text: dropping the rest of an over-long line */
     bool monitor;      /* text: streaming task events (and in the server's monitors list) */
@@ -164,6 +167,8 @@ void conn_send(cel_client *c, const cel_msg *m);
 void conn_send_error(cel_client *c, uint64_t seq, cel_err code, const char *msg);
 void conn_close(cel_client *c, const char *why);
 void conn_close_after_write(cel_client *c);
+/* Input was handled: reading resumes if a full input buffer had stopped it. */
+void conn_input_drained(cel_client *c);
 void conn_flush_all(evutil_socket_t fd, short what, void *arg);
 void client_ref(cel_client *c);
 /* Drops a reference; returns false (and frees c) when c is closed and this was the last. */

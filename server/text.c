@@ -406,7 +406,7 @@ static size_t strip_iac(char *s, size_t n) {
 
 /* Takes the next whole line into buf; false when none is complete yet. */
 static bool next_line(cel_client *c, char *buf, size_t *len) {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = c->in;
     struct evbuffer_ptr eol = evbuffer_search(in, "\n", 1, NULL);
     size_t avail = evbuffer_get_length(in);
     if (eol.pos < 0) {
@@ -452,6 +452,7 @@ void text_input(cel_client *c) {
         ops_flush(c);
     }
     c->text_in_input = false;
+    conn_input_drained(c);
     if (c->text_eof && !c->text_busy && !c->closing && c->state == CS_TEXT)
         conn_close_after_write(c);
 }

@@ -211,6 +211,48 @@ static void test_text_protocol_can_be_disabled(void) {
     env_stop(&e);
 }
 
+static long long proc_cpu_ticks(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    long long ut = 0, st = 0;
+    /* Fields after the command: state is the 3rd, utime the 14th, stime the 15th. */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &ut, &st) != 2)
+        return -1;
+    return ut + st;
+}
+
+/* Lines sent while a WAIT is pending are held, and past the input bound the broker stops
+ * reading (it does not spin on the readable socket) until the reply lets them run: every line
+ * is then answered, in order. */
+static void test_lines_behind_a_pending_wait_are_held_then_answered(void) {
+    enum { PINGS = 12000 }; /* 72 KB: more than the broker holds unhandled (64 KiB here) */
+    char *small_frames[] = {"--max-frame", "1024", NULL};
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, small_frames));
+    line_conn l;
+    CU_ASSERT_FATAL(lc_open(&l, e.broker.port));
+    ASSERT_PREFIX(cmd(&l, "ENQUEUE held t id=h1"), "OK");
+    static char burst[PINGS * 6 + 32];
+    size_t len = (size_t)snprintf(burst, sizeof burst, "WAIT h1 1000\r\n");
+    for (int i = 0; i < PINGS; i++) memcpy(burst + len, "PING\r\n", 6), len += 6;
+    long long cpu0 = proc_cpu_ticks(e.broker.pid);
+    lc_send(&l, burst, len);
+    ASSERT_PREFIX(lc_line(&l, 5000), "ERR TIMEOUT");
+    long long cpu1 = proc_cpu_ticks(e.broker.pid);
+    int pongs = 0;
+    for (const char *s; pongs < PINGS && (s = lc_line(&l, 5000)) && !strcmp(s, "OK PONG");) pongs++;
+    CU_ASSERT_EQUAL(pongs, PINGS);
+    /* Waiting out the second took the broker well under half a second of CPU. */
+    CU_ASSERT(cpu0 >= 0 && cpu1 - cpu0 < 50);
+    close(l.fd);
+    env_stop(&e);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"every command in a scripted session", test_every_command_in_a_scripted_session},
@@ -219,6 +261,8 @@ int main(void) {
         {"MONITOR streams events while tasks flow", test_monitor_streams_events_while_tasks_flow},
         {"WORKERS lists credits and leased tasks", test_workers_lists_credits_and_leased_tasks},
         {"text protocol can be disabled", test_text_protocol_can_be_disabled},
+        {"lines behind a pending WAIT are held, then answered",
+         test_lines_behind_a_pending_wait_are_held_then_answered},
         {NULL, NULL}};
     return th_run("text protocol", tests);
 }
