@@ -204,7 +204,7 @@ static void op_enqueue(cel_client *c, const cel_msg *m) {
     if (!open_enqueue) open_enqueue = enqueue_batch_new(c);
     if (!open_enqueue) return conn_send_error(c, m->seq, CEL_E_INTERNAL, "out of memory");
     enqueue_args(open_enqueue, m);
-    if (open_enqueue->nentries >= 512) ops_flush(c);
+    if (open_enqueue->nentries >= (size_t)c->srv->cfg->dispatch_batch) ops_flush(c);
 }
 
 static void op_enqueue_bulk(cel_client *c, const cel_msg *m) {

@@ -459,6 +459,54 @@ static void test_task_left_by_an_enqueue_lease_is_dispatched(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+/* Calls of a Redis command since the last CONFIG RESETSTAT. */
+static long long redis_calls(redisContext *rc, const char *cmd) {
+    redisReply *r = redisCommand(rc, "INFO commandstats");
+    char key[64];
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
+    const char *at = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, key) : NULL;
+    long long n = at ? atoll(at + strlen(key)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* A burst of enqueues read at once is sent to Redis in calls of one lease's size, each leasing
+ * its own tasks to the waiting worker: none is written as ready and read back to be leased
+ * (the dispatch path's HMGET), and no call waits for 4 KiB reads. */
+static void test_a_burst_reaches_a_waiting_worker_written_once(void) {
+    enum { N = 100 };
+    char *flags[] = {"--lease-ms", "60000", "--poll-ms", "10000", "--dispatch-batch", "16", NULL};
+    env e;
+    tc p, w;
+    env_start_pw(&e, flags, &p, &w);
+    tc_consume(&w, "burst", 200);
+    th_sleep_ms(100);
+    redisContext *rc = th_redis_connect(&e.redis);
+    CU_ASSERT_FATAL(rc != NULL);
+    freeReplyObject(redisCommand(rc, "CONFIG RESETSTAT"));
+    cel_buf frames;
+    cel_buf_init(&frames);
+    for (int i = 0; i < N; i++) {
+        cel_msg m;
+        cel_error err;
+        tc_msg(&m, CEL_OP_ENQUEUE);
+        m.seq = ++p.seq, m.queue = cel_str_c("burst"), m.task = cel_str_c("t");
+        cel_msg_set(&m, CEL_F_SEQ), cel_msg_set(&m, CEL_F_QUEUE), cel_msg_set(&m, CEL_F_TASK);
+        CU_ASSERT_FATAL(cel_msg_encode(&frames, &m, UINT32_MAX, &err) == CEL_OK);
+    }
+    CU_ASSERT_FATAL(tc_send_raw(&p, frames.data, frames.len));
+    cel_buf_free(&frames);
+    int ok = 0, got = 0;
+    for (const cel_msg *m; ok < N && (m = tc_recv(&p, 3000));) ok += m->op == CEL_OP_OK;
+    for (const cel_msg *m; got < N && (m = tc_recv(&w, 3000));) got += m->op == CEL_OP_TASK;
+    CU_ASSERT_EQUAL(ok, N);
+    CU_ASSERT_EQUAL(got, N);
+    CU_ASSERT_EQUAL(redis_calls(rc, "hmget"), 0);
+    CU_ASSERT(redis_calls(rc, "evalsha") >= N / 16);
+    redisFree(rc);
+    env_stop_pw(&e, &p, &w);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"enqueue, dispatch, ack round trip", test_enqueue_dispatch_ack_round_trip},
@@ -478,6 +526,8 @@ int main(void) {
          test_overlapping_enqueue_leases_respect_credits},
         {"tasks reach a waiting worker without poll delay",
          test_tasks_reach_waiting_worker_without_poll_delay},
+        {"a burst reaches a waiting worker written once",
+         test_a_burst_reaches_a_waiting_worker_written_once},
         {"task left by an enqueue lease is dispatched",
          test_task_left_by_an_enqueue_lease_is_dispatched},
         {NULL, NULL}};
