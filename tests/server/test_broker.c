@@ -74,6 +74,34 @@ static void test_unreadable_task_record(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+/* Sends n enqueues to queue in one write (so the broker reads them as one batch); ids[i] NULL
+ * lets the broker pick. Returns the first seq. */
+static uint64_t send_enqueues(tc *p, const char *queue, const char *const *ids, int n) {
+    cel_buf frames;
+    cel_buf_init(&frames);
+    uint64_t first = p->seq + 1;
+    for (int i = 0; i < n; i++) {
+        cel_msg m;
+        cel_error err;
+        tc_msg(&m, CEL_OP_ENQUEUE);
+        m.seq = ++p->seq, m.queue = cel_str_c(queue), m.task = cel_str_c("t");
+        cel_msg_set(&m, CEL_F_SEQ), cel_msg_set(&m, CEL_F_QUEUE), cel_msg_set(&m, CEL_F_TASK);
+        if (ids && ids[i]) m.id = cel_str_c(ids[i]), cel_msg_set(&m, CEL_F_ID);
+        CU_ASSERT_FATAL(cel_msg_encode(&frames, &m, UINT32_MAX, &err) == CEL_OK);
+    }
+    CU_ASSERT_FATAL(tc_send_raw(p, frames.data, frames.len));
+    cel_buf_free(&frames);
+    return first;
+}
+
+/* The replies to n enqueues sent from seq on: whether each id existed (-1: no OK). */
+static void enqueue_replies(tc *p, uint64_t seq, int n, int *existed) {
+    for (int i = 0; i < n; i++) {
+        const cel_msg *r = tc_reply(p, seq + (uint64_t)i, 5000);
+        existed[i] = r && r->op == CEL_OP_OK ? r->existed : -1;
+    }
+}
+
 static void test_enqueue_with_same_id_is_idempotent(void) {
     env e;
     CU_ASSERT_FATAL(env_start(&e, long_lease));
@@ -85,10 +113,19 @@ static void test_enqueue_with_same_id_is_idempotent(void) {
     CU_ASSERT_FATAL(r && r->op == CEL_OP_OK);
     CU_ASSERT_TRUE(r->existed);
     CU_ASSERT_STRING_EQUAL(tc_s(r->id), "same-id");
+    /* Within one batch: an id taken before, and an id given twice, each make one task. */
+    const char *mixed[] = {"new-a", "same-id", "new-b", "new-a"};
+    int existed[4];
+    enqueue_replies(&p, send_enqueues(&p, "q1", mixed, 4), 4, existed);
+    CU_ASSERT(existed[0] == 0 && existed[1] == 1 && existed[2] == 0 && existed[3] == 1);
+    const char *twice[] = {"new-c", "new-c"};
+    enqueue_replies(&p, send_enqueues(&p, "q1", twice, 2), 2, existed);
+    CU_ASSERT(existed[0] == 0 && existed[1] == 1);
     CU_ASSERT_FATAL(tc_connect(&w, e.broker.port, "worker"));
     tc_consume(&w, "q1", 10);
-    CU_ASSERT_PTR_NOT_NULL(tc_recv(&w, 3000));
-    CU_ASSERT_PTR_NULL(tc_recv(&w, 500)); /* exactly one task exists */
+    int tasks = 0;
+    for (const cel_msg *m; (m = tc_recv(&w, 500));) tasks += m->op == CEL_OP_TASK;
+    CU_ASSERT_EQUAL(tasks, 4); /* same-id, new-a, new-b, new-c: once each */
     env_stop_pw(&e, &p, &w);
 }
 
@@ -484,24 +521,14 @@ static void test_a_burst_reaches_a_waiting_worker_written_once(void) {
     redisContext *rc = th_redis_connect(&e.redis);
     CU_ASSERT_FATAL(rc != NULL);
     freeReplyObject(redisCommand(rc, "CONFIG RESETSTAT"));
-    cel_buf frames;
-    cel_buf_init(&frames);
-    for (int i = 0; i < N; i++) {
-        cel_msg m;
-        cel_error err;
-        tc_msg(&m, CEL_OP_ENQUEUE);
-        m.seq = ++p.seq, m.queue = cel_str_c("burst"), m.task = cel_str_c("t");
-        cel_msg_set(&m, CEL_F_SEQ), cel_msg_set(&m, CEL_F_QUEUE), cel_msg_set(&m, CEL_F_TASK);
-        CU_ASSERT_FATAL(cel_msg_encode(&frames, &m, UINT32_MAX, &err) == CEL_OK);
-    }
-    CU_ASSERT_FATAL(tc_send_raw(&p, frames.data, frames.len));
-    cel_buf_free(&frames);
+    send_enqueues(&p, "burst", NULL, N);
     int ok = 0, got = 0;
     for (const cel_msg *m; ok < N && (m = tc_recv(&p, 3000));) ok += m->op == CEL_OP_OK;
     for (const cel_msg *m; got < N && (m = tc_recv(&w, 3000));) got += m->op == CEL_OP_TASK;
     CU_ASSERT_EQUAL(ok, N);
     CU_ASSERT_EQUAL(got, N);
     CU_ASSERT_EQUAL(redis_calls(rc, "hmget"), 0);
+    CU_ASSERT_EQUAL(redis_calls(rc, "hget"), 0); /* the ids are checked by one EXISTS a call */
     CU_ASSERT(redis_calls(rc, "evalsha") >= N / 16);
     redisFree(rc);
     env_stop_pw(&e, &p, &w);
