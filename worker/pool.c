@@ -4,8 +4,7 @@
  * hands tasks to idle slots, reads their outcomes, enforces hard time limits and abort grace
  * periods, and turns a lost runner into its task's failure before starting a new one. */
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +17,9 @@
 /* How long a slot whose runner could not be started waits before the next try. */
 #define POOL_RESTART_RETRY_MS 1000
 
-static void slot_read(struct bufferevent *bev, void *arg);
+static void slot_release(cel_slot *s);
+static void slot_readable(evutil_socket_t fd, short what, void *arg);
+static void slot_writable(evutil_socket_t fd, short what, void *arg);
 static void slot_timer(evutil_socket_t fd, short what, void *arg);
 
 const char *cel_pool_kind_name(cel_pool_kind k) {
@@ -43,24 +44,59 @@ static bool slot_start(cel_slot *s) {
     /* The runner is our own code: its frames are trusted to be well-formed, and a result too
      * large for the broker is refused when the worker sends it, not here. */
     cel_decoder_init(&s->dec, UINT32_MAX);
-    s->bev = bufferevent_socket_new(p->base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-    if (!s->bev) {
-        close(sv[0]); /* the runner sees EOF and ends */
+    s->fd = sv[0];
+    s->rev = event_new(p->base, s->fd, EV_READ | EV_PERSIST, slot_readable, s);
+    s->wev = event_new(p->base, s->fd, EV_WRITE | EV_PERSIST, slot_writable, s);
+    if (!s->rev || !s->wev || event_add(s->rev, NULL) != 0) {
+        slot_release(s); /* closes our end: the runner sees EOF and ends */
         s->busy = false;
         p->ops->reap(s);
         return false;
     }
-    bufferevent_setcb(s->bev, slot_read, NULL, NULL, s);
-    bufferevent_enable(s->bev, EV_READ);
     s->busy = false, s->end = SLOT_END_NONE;
     return true;
 }
 
 static void slot_release(cel_slot *s) {
-    if (s->bev) bufferevent_free(s->bev);
-    s->bev = NULL;
+    if (s->rev) event_free(s->rev);
+    if (s->wev) event_free(s->wev);
+    s->rev = s->wev = NULL;
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    cel_buf_free(&s->pend);
+    s->pend_off = 0;
     cel_decoder_free(&s->dec);
     if (s->timer) evtimer_del(s->timer);
+}
+
+/* The pool writes to a runner itself, never through libevent: a task costs one send(), not an
+ * epoll_ctl to arm the write event, a loop turn and another to disarm it. Only what the
+ * socketpair does not take waits for the write event. A runner gone away is not an error here:
+ * its loss is reported with its task (pool_slot_lost). */
+static void slot_send(cel_slot *s, const void *data, size_t len) {
+    size_t done = 0;
+    if (s->pend.len == 0) {
+        ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) return;
+        done = n > 0 ? (size_t)n : 0;
+    }
+    if (done == len) return;
+    cel_buf_append(&s->pend, (const uint8_t *)data + done, len - done);
+    event_add(s->wev, NULL);
+}
+
+static void slot_writable(evutil_socket_t fd, short what, void *arg) {
+    (void)what;
+    cel_slot *s = arg;
+    while (s->pend_off < s->pend.len) {
+        ssize_t n = send(fd, s->pend.data + s->pend_off, s->pend.len - s->pend_off, MSG_NOSIGNAL);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (n < 0) break; /* the runner is gone: dropped, as in slot_send */
+        s->pend_off += (size_t)n;
+    }
+    cel_buf_free(&s->pend);
+    s->pend_off = 0;
+    event_del(s->wev);
 }
 
 /* The task's outcome as the pool reports it: a cancelled task fails as cancelled whatever its
@@ -80,13 +116,19 @@ void pool_report(cel_slot *s, cel_msg *o) {
     p->cb(o, p->arg);
 }
 
-static void slot_read(struct bufferevent *bev, void *arg) {
+/* Reads a runner's outcomes with recv() straight into the decoder. At EOF reading stops; the
+ * runner's end is reported by its kind (SIGCHLD for a child). */
+static void slot_readable(evutil_socket_t fd, short what, void *arg) {
+    (void)what;
     cel_slot *s = arg;
     cel_pool *p = s->pool;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t n = evbuffer_get_length(in);
-    cel_decoder_feed(&s->dec, evbuffer_pullup(in, (ev_ssize_t)n), n);
-    evbuffer_drain(in, n);
+    uint8_t buf[16384];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR)) event_del(s->rev);
+        return;
+    }
+    if (!cel_decoder_feed(&s->dec, buf, (size_t)n)) return;
     const uint8_t *body;
     uint32_t len;
     while (cel_decoder_next(&s->dec, &body, &len, NULL) == CEL_OK && body) {
@@ -143,7 +185,7 @@ void pool_slot_lost(cel_slot *s, const char *how) {
 static void slot_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     cel_slot *s = arg;
-    if (!s->busy || !s->bev) return;
+    if (!s->busy || s->fd < 0) return;
     if (s->end == SLOT_END_NONE) {
         s->end = SLOT_END_TIMEOUT;
         log_warn("task %s: hard time limit of %llu ms reached; ending its %s", s->id,
@@ -159,7 +201,7 @@ static void pool_retry(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     cel_pool *p = arg;
     for (int i = 0; i < p->n; i++) {
-        if (p->slots[i].bev || slot_start(&p->slots[i])) continue;
+        if (p->slots[i].fd >= 0 || slot_start(&p->slots[i])) continue;
         arm_ms(p->retry, POOL_RESTART_RETRY_MS);
         return;
     }
@@ -184,7 +226,7 @@ cel_pool *pool_new(struct event_base *base, cel_pool_kind kind, int size,
     p->n = size;
     for (int i = 0; i < size; i++) {
         cel_slot *s = &p->slots[i];
-        s->pool = p, s->index = i;
+        s->pool = p, s->index = i, s->fd = -1;
         s->timer = evtimer_new(base, slot_timer, s);
         if (!s->timer || !slot_start(s)) {
             log_error("pool: cannot start %s %d: %s", p->ops->what, i, strerror(errno));
@@ -198,10 +240,10 @@ void pool_free(cel_pool *p) {
     if (!p) return;
     for (int i = 0; i < p->n; i++) {
         cel_slot *s = &p->slots[i];
-        /* shutdown, not just close: libevent may close the fd only later, and the runner must
-         * see EOF now to exit. */
-        if (s->bev) shutdown(bufferevent_getfd(s->bev), SHUT_RDWR);
-        bool had_runner = s->bev != NULL;
+        /* shutdown, not just close: children forked later may hold a copy of this end, and
+         * the runner must see EOF now to exit. */
+        if (s->fd >= 0) shutdown(s->fd, SHUT_RDWR);
+        bool had_runner = s->fd >= 0;
         slot_release(s);
         if (had_runner) p->ops->reap(s);
         if (s->timer) event_free(s->timer);
@@ -225,7 +267,7 @@ int pool_busy(const cel_pool *p) {
 
 int pool_idle(const cel_pool *p) {
     int n = 0;
-    for (int i = 0; i < p->n; i++) n += !p->slots[i].busy && (p->slots[i].bev || p->solo);
+    for (int i = 0; i < p->n; i++) n += !p->slots[i].busy && (p->slots[i].fd >= 0 || p->solo);
     return n;
 }
 
@@ -233,9 +275,9 @@ bool pool_run_frame(cel_pool *p, const uint8_t *frame, size_t len, cel_str id, u
                     uint64_t hard_ms) {
     for (int i = 0; i < p->n; i++) {
         cel_slot *s = &p->slots[i];
-        if (s->busy || (!s->bev && !p->solo)) continue;
-        if (p->solo ? !solo_run(s, frame, len) : bufferevent_write(s->bev, frame, len) != 0)
-            return false;
+        if (s->busy || (s->fd < 0 && !p->solo)) continue;
+        if (p->solo && !solo_run(s, frame, len)) return false;
+        if (!p->solo) slot_send(s, frame, len);
         snprintf(s->id, sizeof s->id, "%.*s", (int)id.len, id.ptr);
         s->token = token, s->hard_ms = hard_ms;
         s->busy = true, s->end = SLOT_END_NONE;
@@ -284,7 +326,7 @@ void pool_abort(cel_pool *p, cel_str id, uint64_t token, int grace_ms) {
     cel_msg_set(&a, CEL_F_ID), cel_msg_set(&a, CEL_F_TOKEN), cel_msg_set(&a, CEL_F_REASON);
     cel_buf_reset(&p->out);
     if (cel_msg_encode(&p->out, &a, UINT32_MAX, NULL) == CEL_OK)
-        bufferevent_write(s->bev, p->out.data, p->out.len);
+        slot_send(s, p->out.data, p->out.len);
     s->end = SLOT_END_CANCEL;
     s->grace_ms = grace_ms;
     /* The hard limit still applies if it comes first. */

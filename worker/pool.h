@@ -16,7 +16,10 @@ typedef enum cel_slot_end { SLOT_END_NONE, SLOT_END_TIMEOUT, SLOT_END_CANCEL } c
 typedef struct cel_slot {
     cel_pool *pool;
     int index;
-    struct bufferevent *bev; /* NULL while the slot has no runner */
+    int fd; /* the pool's end of the socketpair; -1 while the slot has no runner */
+    struct event *rev, *wev;
+    cel_buf pend; /* what the socketpair did not take yet (wev is armed meanwhile) */
+    size_t pend_off;
     cel_decoder dec;
     struct event *timer; /* the hard limit, then the end of an abort's grace period */
     pid_t pid;           /* prefork */

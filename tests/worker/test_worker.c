@@ -58,6 +58,20 @@ static void test_plugin_tasks_in_both_pools(void) {
         CU_ASSERT_FATAL(r->result.obj != NULL);
         CU_ASSERT_EQUAL(r->result.obj->via.u64, 42);
         CU_ASSERT_STRING_EQUAL(tc_s(finish(&e.p, "echo")->state), "succeeded");
+        /* Args larger than a socketpair takes at once reach the runner whole, and come back. */
+        enum { BIG = 600 * 1024 };
+        static uint8_t big[BIG + 6];
+        big[0] = 0x91, big[1] = 0xc6; /* [bin32 of BIG bytes] */
+        big[2] = 0, big[3] = BIG >> 16, big[4] = (BIG >> 8) & 0xff, big[5] = BIG & 0xff;
+        for (size_t i = 6; i < sizeof big; i++) big[i] = (uint8_t)(i * 7);
+        enqueue(&e.p, "big", "celeriac.echo", big, sizeof big);
+        r = finish(&e.p, "big");
+        CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+        CU_ASSERT_FATAL(r->result.obj && r->result.obj->type == MSGPACK_OBJECT_ARRAY &&
+                        r->result.obj->via.array.size == 1);
+        const msgpack_object *b = &r->result.obj->via.array.ptr[0];
+        CU_ASSERT(b->type == MSGPACK_OBJECT_BIN && b->via.bin.size == BIG &&
+                  memcmp(b->via.bin.ptr, big + 6, BIG) == 0);
         env_stop(&e);
     }
 }
