@@ -52,7 +52,8 @@ static const opt_desc opts[] = {
     I("max-redis-inflight", max_redis_inflight, 1, 10000000,
       "Redis commands in flight before clients get BUSY (default 20000)"),
     I("result-ttl", result_ttl_s, 1, 86400 * 365, "seconds results are kept (default 86400)"),
-    I("dispatch-batch", dispatch_batch, 1, 10000, "most tasks leased per Redis call (default 64)"),
+    I("dispatch-batch", dispatch_batch, 1, 10000,
+      "most tasks leased, or enqueued, per Redis call (default 64)"),
     I("poll-ms", poll_ms, 10, 60000,
       "re-check queues that idle workers wait on, for tasks enqueued via other brokers "
       "(default 200)"),

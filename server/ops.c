@@ -1,5 +1,5 @@
-/* What each binary request does. Enqueues and worker outcomes are gathered into batches (one
- * script call per read, see batch.h); everything else runs at once, after flushing the
+/* What each binary request does. Enqueues and worker outcomes are gathered into batches (script
+ * calls per read, see batch.h); everything else runs at once, after flushing the
  * batches so that a client's requests reach Redis in the order it sent them. */
 #include <inttypes.h>
 #include <stdio.h>
