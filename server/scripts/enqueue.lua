@@ -59,10 +59,11 @@ local function store(b, id, q, uk)
   if due == 0 and delay > 0 then due = now + delay end
   local st = 'queued'
   if due > now then st = 'scheduled' end
-  fresh[id] = {q = q, d = ARGV[b + 2], s = score, st = st, mr = ARGV[b + 4], ttl = ttl,
+  local ss = int(score)
+  fresh[id] = {q = q, d = ARGV[b + 2], s = score, ss = ss, st = st, mr = ARGV[b + 4], ttl = ttl,
     ex = tonumber(ARGV[b + 8]), exs = ARGV[b + 8], uk = uk}
   if uk ~= '' then redis.call('SET', qk(q, 'u:' .. uk), id) end
-  if st == 'scheduled' then add(delayed, q, int(due), id) else add(ready, q, int(score), id) end
+  if st == 'scheduled' then add(delayed, q, int(due), id) else add(ready, q, ss, id) end
   return st
 end
 

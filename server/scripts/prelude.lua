@@ -48,7 +48,14 @@ end
 -- Redis time twice (the command, then its copy in the AOF), so fields at their default (no
 -- retries, no expiry, no unique key, no delivery yet) are left out.
 local function hset_task(id, t)
-  local f = {'q', t.q, 'd', t.d, 's', int(t.s), 'st', t.st, 'ttl', t.ttl}
+  local s = t.ss or int(t.s)
+  if t.tok and t.mr == '0' and t.ex == 0 and t.uk == '' then
+    -- The common case, without building an argument table.
+    redis.call('HSET', tk(id), 'q', t.q, 'd', t.d, 's', s, 'st', t.st, 'ttl', t.ttl,
+      'at', int(t.at), 'tok', int(t.tok), 'w', t.w, 'sa', t.sa)
+    return
+  end
+  local f = {'q', t.q, 'd', t.d, 's', s, 'st', t.st, 'ttl', t.ttl}
   if t.mr ~= '0' then f[#f + 1] = 'mr'; f[#f + 1] = t.mr end
   if t.ex ~= 0 then f[#f + 1] = 'ex'; f[#f + 1] = t.exs end
   if t.uk ~= '' then f[#f + 1] = 'uk'; f[#f + 1] = t.uk end
