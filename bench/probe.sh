@@ -31,7 +31,7 @@ sleep 0.3
 # shellcheck disable=SC2086
 "$BUILD/server/celeriacd" --port "$BP" --redis-port "$RP" --log-level warn ${BFLAGS:-} \
   > "$RUN/broker.log" 2>&1 & B=$!; PIDS+=("$B")
-sleep 0.3
+bench_wait_broker "$BP"
 WP=()
 for i in $(seq "${WORKERS:-2}"); do
   # shellcheck disable=SC2086

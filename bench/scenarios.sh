@@ -28,7 +28,7 @@ start_broker() {
   "$BUILD/server/celeriacd" --port "$BP" --redis-port "$RP" --prefix "$1" --log-level warn \
     --max-connections 12000 --log-file "$RUN/b-$1.log" &
   B=$!; BENCH_PIDS+=("$B")
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$BP") 2>/dev/null && break; sleep 0.05; done
+  bench_wait_broker "$BP"
 }
 stop_pids() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; }
 

@@ -20,6 +20,7 @@
 # (by process group id) on exit, failure included.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../lib.sh" # bench_wait_broker
 [ $# -eq 3 ] || { sed -n '2,20p' "$0" >&2; exit 2; }
 PEER=$1 CONFIG=$2 N=$3
 PY=${PY:-/usr/bin/python3}
@@ -181,7 +182,7 @@ case "$PEER" in
     BUSY=0; [[ $CONFIG =~ -bp([0-9]+) ]] && BUSY=${BASH_REMATCH[1]}
     start_bg celeriacd srv "$CB/server/celeriacd" --port "$CP" --redis-port "$RP" --log-level warn \
       --busy-poll-us "$BUSY"
-    SERVER_PIDS+=("$LAST_PID"); wait_port "$CP"
+    SERVER_PIDS+=("$LAST_PID"); bench_wait_broker "$CP"
     PRODUCER=("$CB/bench/celeriac-bench-producer" "127.0.0.1:$CP" bench)
     NW=${CONFIG%%-*}; NW=${NW#w}; POOLK=prefork; PREFETCH=64
     [[ $CONFIG == *-threads* ]] && POOLK=threads
@@ -207,9 +208,11 @@ WORKER_PIDS=()
 run_producer() {
   local name=$1; shift
   (
-    "${CLI_PIN[@]}" "${PRODUCER[@]}" "$@" > "$LOG_DIR/$name.enq" 2> "$LOG_DIR/$name.err"
+    rc=0
+    "${CLI_PIN[@]}" "${PRODUCER[@]}" "$@" > "$LOG_DIR/$name.enq" 2> "$LOG_DIR/$name.err" || rc=$?
     read -ra st < "/proc/$BASHPID/stat"
     echo $(( st[15] + st[16] )) > "$LOG_DIR/$name.ticks"   # cutime + cstime of this subshell
+    exit "$rc" # a producer that saw failed enqueues fails the run, at once
   ) || { echo "producer failed ($name): $(tail -3 "$LOG_DIR/$name.err")" >&2; return 1; }
 }
 wait_records() { # LO HI TIMEOUT
