@@ -37,7 +37,7 @@ typedef struct cel_lease {
 struct cel_client {
     TAILQ_ENTRY(cel_client) link;
     cel_server *srv;
-    struct bufferevent *bev; /* output only: input is read by rev into in (conn.c) */
+    struct bufferevent *bev; /* its output; input is read by rev into its input buffer, in */
     struct event *rev;
     struct evbuffer *in;
     uint64_t id;

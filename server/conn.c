@@ -46,8 +46,7 @@ void conn_close(cel_client *c, const char *why) {
     c->timer = NULL;
     event_free(c->rev);
     c->rev = NULL;
-    evbuffer_free(c->in);
-    c->in = NULL;
+    c->in = NULL; /* the bufferevent's own */
     bufferevent_free(c->bev);
     c->bev = NULL;
     TAILQ_REMOVE(&s->clients, c, link);
@@ -400,17 +399,18 @@ void conn_accept(cel_server *s, evutil_socket_t fd, struct sockaddr *sa, int sal
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->in = evbuffer_new();
     c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_readable, c);
-    if (!c->in || !c->rev) {
-        if (c->in) evbuffer_free(c->in);
-        if (c->rev) event_free(c->rev);
+    if (!c->rev) {
         bufferevent_free(bev);
         free(c);
         log_error("out of memory accepting a connection");
         return;
     }
     c->srv = s, c->bev = bev, c->id = ++s->next_client_id, c->state = CS_SNIFF;
+    /* Input goes into the bufferevent's own input buffer (a second one would cost every idle
+     * connection its size); the bufferevent never reads, so its end need not stay frozen. */
+    c->in = bufferevent_get_input(bev);
+    evbuffer_unfreeze(c->in, 0);
     c->last_read_ms = cel_now_ms();
     describe_peer(c, sa);
     TAILQ_INSERT_TAIL(&s->clients, c, link);
