@@ -5,7 +5,7 @@
 #define CELERIAC_BROKER_H
 
 #include <celeriac/proto.h>
-#include <event2/bufferevent.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <sys/queue.h>
@@ -37,9 +37,9 @@ typedef struct cel_lease {
 struct cel_client {
     TAILQ_ENTRY(cel_client) link;
     cel_server *srv;
-    struct bufferevent *bev; /* its output; input is read by rev into its input buffer, in */
-    struct event *rev;
-    struct evbuffer *in;
+    evutil_socket_t fd;
+    struct event *rev, *wev; /* wev is armed only while the socket takes no more output */
+    struct evbuffer *in, *out;
     uint64_t id;
     cel_client_state state;
     int refs; /* Redis callbacks in flight that point here */

@@ -45,10 +45,12 @@ void conn_close(cel_client *c, const char *why) {
     if (c->timer) event_free(c->timer);
     c->timer = NULL;
     event_free(c->rev);
-    c->rev = NULL;
-    c->in = NULL; /* the bufferevent's own */
-    bufferevent_free(c->bev);
-    c->bev = NULL;
+    event_free(c->wev);
+    c->rev = c->wev = NULL;
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    c->in = c->out = NULL;
+    evutil_closesocket(c->fd);
     TAILQ_REMOVE(&s->clients, c, link);
     s->nclients--;
     if (s->listener && s->nclients < s->cfg->max_connections && !s->stopping)
@@ -59,7 +61,7 @@ void conn_close(cel_client *c, const char *why) {
 /* Stops reading a client whose replies pile up (it pipelines and never reads), resumes once
  * they drain, and drops it past the hard cap: memory per client stays bounded. */
 static void output_check(cel_client *c) {
-    size_t queued = evbuffer_get_length(bufferevent_get_output(c->bev));
+    size_t queued = evbuffer_get_length(c->out);
     const cel_config *cfg = c->srv->cfg;
     if (queued > cfg->output_hard) {
         c->srv->counters.dropped_slow++;
@@ -71,7 +73,6 @@ static void output_check(cel_client *c) {
     if (queued > cfg->output_soft && !c->read_paused) {
         c->read_paused = true;
         event_del(c->rev);
-        bufferevent_setwatermark(c->bev, EV_WRITE, cfg->output_soft / 2, 0);
     }
 }
 
@@ -90,7 +91,7 @@ void conn_send(cel_client *c, const cel_msg *m) {
         cel_buf_reset(&s->out);
         cel_encode_error(&s->out, m->seq, CEL_E_INTERNAL, err.msg);
     }
-    bufferevent_write(c->bev, s->out.data, s->out.len);
+    evbuffer_add(c->out, s->out.data, s->out.len);
     output_check(c);
 }
 
@@ -100,15 +101,14 @@ void conn_send_error(cel_client *c, uint64_t seq, cel_err code, const char *msg)
     if (code == CEL_E_PROTOCOL || code == CEL_E_TOO_BIG || code == CEL_E_TOO_DEEP)
         s->counters.protocol_errors++;
     if (c->state == CS_TEXT) {
-        evbuffer_add_printf(bufferevent_get_output(c->bev), "ERR %s %s\r\n", cel_err_name(code),
-                            msg);
+        evbuffer_add_printf(c->out, "ERR %s %s\r\n", cel_err_name(code), msg);
         output_check(c);
         if (c->state == CS_TEXT) text_reply_done(c);
         return;
     }
     cel_buf_reset(&s->out);
     cel_encode_error(&s->out, seq, code, msg);
-    bufferevent_write(c->bev, s->out.data, s->out.len);
+    evbuffer_add(c->out, s->out.data, s->out.len);
     output_check(c);
 }
 
@@ -117,7 +117,7 @@ void conn_close_after_write(cel_client *c) {
     if (c->state == CS_CLOSED || c->closing) return;
     c->closing = true;
     event_del(c->rev);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) conn_close(c, "closed");
+    if (evbuffer_get_length(c->out) == 0) conn_close(c, "closed");
 }
 
 /* Sends a protocol error and closes: after it the stream cannot be trusted. */
@@ -158,7 +158,7 @@ static void read_binary(cel_client *c) {
             conn_fatal(c, 0, err.code, err.msg);
             break;
         }
-        /* Incomplete: the read watermark lets libevent buffer at most the rest of it. */
+        /* Incomplete: the input bound (input_cap) lets at most the rest of it be buffered. */
         if (evbuffer_get_length(in) < CEL_FRAME_HEADER + (size_t)len) break;
         const uint8_t *frame = evbuffer_pullup(in, CEL_FRAME_HEADER + (ssize_t)len);
         /* Only a whole request counts as activity: bytes dribbled slower than the idle timeout
@@ -187,12 +187,11 @@ static void process_input(cel_client *c) {
                    (c->loopback || c->srv->cfg->text_mode == CEL_TEXT_ON)) {
             c->state = CS_TEXT;
         } else {
-            evbuffer_add_printf(bufferevent_get_output(c->bev),
-                                k == CEL_SNIFF_REJECT ? "ERR PROTOCOL unknown protocol\r\n"
-                                : c->srv->cfg->text_mode == CEL_TEXT_OFF
-                                    ? "ERR PROTOCOL text protocol disabled (--text)\r\n"
-                                    : "ERR PROTOCOL text protocol allowed on loopback only "
-                                      "until auth exists (--text on)\r\n");
+            evbuffer_add_printf(c->out, k == CEL_SNIFF_REJECT ? "ERR PROTOCOL unknown protocol\r\n"
+                                        : c->srv->cfg->text_mode == CEL_TEXT_OFF
+                                            ? "ERR PROTOCOL text protocol disabled (--text)\r\n"
+                                            : "ERR PROTOCOL text protocol allowed on loopback only "
+                                              "until auth exists (--text on)\r\n");
             conn_close_after_write(c);
             return;
         }
@@ -206,46 +205,42 @@ static void process_input(cel_client *c) {
 /* After output was written: back to direct flushes once it is all out, close a closing
  * connection, resume reading a paused one once its replies drained to half the soft limit. */
 static void output_written(cel_client *c) {
-    struct bufferevent *bev = c->bev;
-    size_t left = evbuffer_get_length(bufferevent_get_output(bev));
-    if (left == 0) bufferevent_disable(bev, EV_WRITE);
+    size_t left = evbuffer_get_length(c->out);
+    if (left == 0) event_del(c->wev);
     if (c->closing && left == 0) {
         conn_close(c, "closed after error");
         return;
     }
     if (c->read_paused && !c->closing && left <= c->srv->cfg->output_soft / 2) {
         c->read_paused = false;
-        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
         if (!c->input_full) event_add(c->rev, NULL);
         process_input(c); /* frames may be waiting already */
     }
 }
 
-static void on_write(struct bufferevent *bev, void *arg) {
-    (void)bev;
-    output_written(arg);
-}
-
-/* Writes a client's output straight to its socket; only what the socket does not take is
- * left to libevent's write event. A reply then costs one write(), not an epoll_ctl to arm
- * the write event, a loop turn and another epoll_ctl to disarm it. */
+/* Writes a client's output straight to its socket; only what the socket does not take waits
+ * for the write event. A reply then costs one write(), not an epoll_ctl to arm the write
+ * event, a loop turn and another epoll_ctl to disarm it. */
 static void conn_flush(cel_client *c) {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (evbuffer_get_length(out) > 0) {
-        /* A bufferevent keeps its output's start frozen but while it writes itself. */
-        evbuffer_unfreeze(out, 1);
-        int n = evbuffer_write(out, bufferevent_getfd(c->bev));
-        int err = errno;
-        evbuffer_freeze(out, 1);
-        if (n < 0 && err != EAGAIN && err != EINTR) {
+    if (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
             conn_close(c, "socket error");
             return;
         }
     }
-    if (evbuffer_get_length(out) > 0)
-        bufferevent_enable(c->bev, EV_WRITE);
+    if (evbuffer_get_length(c->out) > 0)
+        event_add(c->wev, NULL);
     else
         output_written(c);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    cel_client *c = arg;
+    client_ref(c);
+    conn_flush(c);
+    client_unref(c);
 }
 
 /* Runs once per loop turn in which replies were queued, after the callbacks that queued them:
@@ -262,13 +257,13 @@ void conn_flush_all(evutil_socket_t fd, short what, void *arg) {
     }
 }
 
-/* Output was added: unless libevent is already writing this client's output, queue it for
+/* Output was added: unless the write event already waits to write it, queue the client for
  * this loop turn's flush. */
 static void on_output_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
     (void)buf;
     cel_client *c = arg;
     if (info->n_added == 0 || c->flush_queued || !client_alive(c) ||
-        (bufferevent_get_enabled(c->bev) & EV_WRITE))
+        event_pending(c->wev, EV_WRITE, NULL))
         return;
     c->flush_queued = true;
     client_ref(c);
@@ -346,12 +341,6 @@ void conn_input_drained(cel_client *c) {
     event_add(c->rev, NULL);
 }
 
-/* Errors of libevent's own writes (see conn_flush); reading is on_readable's. */
-static void on_event(struct bufferevent *bev, short what, void *arg) {
-    (void)bev;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) conn_close(arg, "socket error");
-}
-
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     cel_client *c = arg;
@@ -387,30 +376,33 @@ static void describe_peer(cel_client *c, struct sockaddr *sa) {
     snprintf(c->addr, sizeof c->addr, "%s:%d", host, port);
 }
 
+static void conn_free_parts(cel_client *c) {
+    if (c->rev) event_free(c->rev);
+    if (c->wev) event_free(c->wev);
+    if (c->in) evbuffer_free(c->in);
+    if (c->out) evbuffer_free(c->out);
+    free(c);
+}
+
 void conn_accept(cel_server *s, evutil_socket_t fd, struct sockaddr *sa, int salen) {
     (void)salen;
     cel_client *c = calloc(1, sizeof *c);
-    struct bufferevent *bev = c ? bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
-    if (!bev) {
-        free(c);
+    if (c) {
+        c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+        c->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_writable, c);
+        c->in = evbuffer_new(), c->out = evbuffer_new();
+    }
+    if (!c || !c->rev || !c->wev || !c->in || !c->out ||
+        !evbuffer_add_cb(c->out, on_output_added, c)) {
+        if (c) conn_free_parts(c);
         evutil_closesocket(fd);
         log_error("out of memory accepting a connection");
         return;
     }
+    evutil_make_socket_nonblocking(fd);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_readable, c);
-    if (!c->rev) {
-        bufferevent_free(bev);
-        free(c);
-        log_error("out of memory accepting a connection");
-        return;
-    }
-    c->srv = s, c->bev = bev, c->id = ++s->next_client_id, c->state = CS_SNIFF;
-    /* Input goes into the bufferevent's own input buffer (a second one would cost every idle
-     * connection its size); the bufferevent never reads, so its end need not stay frozen. */
-    c->in = bufferevent_get_input(bev);
-    evbuffer_unfreeze(c->in, 0);
+    c->srv = s, c->fd = fd, c->id = ++s->next_client_id, c->state = CS_SNIFF;
     c->last_read_ms = cel_now_ms();
     describe_peer(c, sa);
     TAILQ_INSERT_TAIL(&s->clients, c, link);
@@ -420,8 +412,6 @@ void conn_accept(cel_server *s, evutil_socket_t fd, struct sockaddr *sa, int sal
                  s->cfg->max_connections);
         evconnlistener_disable(s->listener);
     }
-    bufferevent_setcb(bev, NULL, on_write, on_event, c);
-    evbuffer_add_cb(bufferevent_get_output(bev), on_output_added, c);
     event_add(c->rev, NULL);
     c->timer = evtimer_new(s->base, on_timer, c);
     struct timeval tv = {s->cfg->hello_timeout_ms / 1000, (s->cfg->hello_timeout_ms % 1000) * 1000};

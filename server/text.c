@@ -32,12 +32,12 @@ typedef struct text_cmd {
 } text_cmd;
 
 static void out_line(cel_client *c, const char *s) {
-    evbuffer_add_printf(bufferevent_get_output(c->bev), "%s\r\n", s);
+    evbuffer_add_printf(c->out, "%s\r\n", s);
 }
 
 static void out_json(cel_client *c, const char *prefix, json_t *j) {
     char *s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
-    evbuffer_add_printf(bufferevent_get_output(c->bev), "%s %s\r\n", prefix, s ? s : "{}");
+    evbuffer_add_printf(c->out, "%s %s\r\n", prefix, s ? s : "{}");
     free(s);
     json_decref(j);
 }
@@ -82,8 +82,8 @@ static json_t *msg_json(const cel_msg *m) {
 
 static void render(cel_client *c, const cel_msg *m) {
     if (m->op == CEL_OP_ERROR) {
-        evbuffer_add_printf(bufferevent_get_output(c->bev), "ERR %.*s %.*s\r\n", (int)m->code.len,
-                            m->code.ptr, (int)m->msg.len, m->msg.ptr);
+        evbuffer_add_printf(c->out, "ERR %.*s %.*s\r\n", (int)m->code.len, m->code.ptr,
+                            (int)m->msg.len, m->msg.ptr);
     } else if (m->op == CEL_OP_STATS_INFO) {
         json_t *j = cel_json_from_bytes(m->stats.bytes, m->stats.len);
         if (m->seq & VIEW_QUEUES) {
@@ -330,7 +330,7 @@ static const cel_op command_ops[NCOMMANDS] = {
 
 static void cmd_help(cel_client *c, text_args *a, cel_msg *m) {
     m->op = CEL_OP_NONE;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
     evbuffer_add_printf(out, "OK commands (replies: OK [json] | ERR CODE message)\r\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         if (a->argc < 2 || !strcasecmp(a->argv[1], commands[i].name))
@@ -476,7 +476,7 @@ void text_monitor_event(cel_server *s, const char *event, const char *queue, siz
         if (c->monitor_queue[0] &&
             (strlen(c->monitor_queue) != qlen || memcmp(c->monitor_queue, queue, qlen) != 0))
             continue;
-        evbuffer_add_printf(bufferevent_get_output(c->bev), "EVENT %s %.*s %.*s %s\r\n", event,
-                            (int)qlen, queue, (int)idlen, id, detail ? detail : "");
+        evbuffer_add_printf(c->out, "EVENT %s %.*s %.*s %s\r\n", event, (int)qlen, queue,
+                            (int)idlen, id, detail ? detail : "");
     }
 }
