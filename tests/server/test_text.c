@@ -253,6 +253,24 @@ static void test_lines_behind_a_pending_wait_are_held_then_answered(void) {
     env_stop(&e);
 }
 
+/* A text line may be longer than --max-frame (which bounds binary frames): it is still read
+ * whole and answered, not left waiting for room that never comes. */
+static void test_a_line_longer_than_max_frame_is_answered(void) {
+    char *tiny_frames[] = {"--max-frame", "64", NULL};
+    env e;
+    CU_ASSERT_FATAL(env_start(&e, tiny_frames));
+    line_conn l;
+    CU_ASSERT_FATAL(lc_open(&l, e.broker.port));
+    char line[1200];
+    memset(line, 'x', sizeof line - 1);
+    memcpy(line, "FROB ", 5);
+    line[sizeof line - 1] = 0;
+    ASSERT_PREFIX(cmd(&l, line), "ERR UNKNOWN_OP");
+    ASSERT_PREFIX(cmd(&l, "PING"), "OK PONG");
+    close(l.fd);
+    env_stop(&e);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"every command in a scripted session", test_every_command_in_a_scripted_session},
@@ -261,6 +279,8 @@ int main(void) {
         {"MONITOR streams events while tasks flow", test_monitor_streams_events_while_tasks_flow},
         {"WORKERS lists credits and leased tasks", test_workers_lists_credits_and_leased_tasks},
         {"text protocol can be disabled", test_text_protocol_can_be_disabled},
+        {"a line longer than --max-frame is answered",
+         test_a_line_longer_than_max_frame_is_answered},
         {"lines behind a pending WAIT are held, then answered",
          test_lines_behind_a_pending_wait_are_held_then_answered},
         {NULL, NULL}};
