@@ -28,7 +28,7 @@ start_broker() {
   "$BUILD/server/celeriacd" --port "$BP" --redis-port "$RP" --prefix "$1" --log-level warn \
     --max-connections 12000 --log-file "$RUN/b-$1.log" &
   B=$!; BENCH_PIDS+=("$B")
-  bench_wait_broker "$BP"
+  bench_wait_broker "$BP" # listening is not enough: the broker must have reached its Redis
 }
 stop_pids() { kill "$@" 2>/dev/null || true; wait "$@" 2>/dev/null || true; }
 
@@ -51,8 +51,6 @@ depth() {
   mkdir -p "$rec"
   fresh_redis
   start_broker "depth$d"
-  # Listening is not enough: the broker must have reached its new Redis before the producer.
-  for _ in $(seq 100); do "$BUILD/client/celeriac" --broker "127.0.0.1:$BP" queues > /dev/null 2>&1 && break; sleep 0.05; done
   "$PRODUCER" "127.0.0.1:$BP" bench 0 $((DRAIN + d)) 0 256 > /dev/null
   for i in 1 2; do
     BENCH_REC_DIR=$rec "$BUILD/worker/celeriac-worker" --broker "127.0.0.1:$BP" --queues bench \
@@ -74,7 +72,6 @@ busy() {
   mkdir -p "$rec"
   fresh_redis
   start_broker "busy$n"
-  for _ in $(seq 100); do "$BUILD/client/celeriac" --broker "127.0.0.1:$BP" queues > /dev/null 2>&1 && break; sleep 0.05; done
   if [ "$n" -gt 0 ]; then
     /usr/bin/python3 bench/idle_conns.py "$BP" "$n" "$B" "$mode" > "$RUN/hold-$n.out" &
     hold=($!); BENCH_PIDS+=("${hold[@]}")
