@@ -28,6 +28,10 @@ struct celeriac_task_ctx {
     bool cancelled;
     int progress; /* last logged percentage, -1: none yet */
     int fd;
+    /* Bytes read from fd but not yet taken: one read() brings a task's header and body (and
+     * whatever follows), where reading them apart took two system calls per task. */
+    size_t in_off, in_len;
+    uint8_t in[8192];
 };
 
 static volatile sig_atomic_t log_reopen_wanted;
@@ -103,26 +107,50 @@ static bool read_full(int fd, void *p, size_t n) {
     return true;
 }
 
-static bool read_frame(int fd, cel_buf *body) {
+/* Takes exactly n bytes of the pool's input: first what an earlier read() brought, then one
+ * read() of as much as the socket holds; a rest larger than the buffer goes straight to p. */
+static bool take(celeriac_task_ctx *c, void *p, size_t n) {
+    while (n) {
+        if (c->in_off == c->in_len) {
+            if (n >= sizeof c->in) return read_full(c->fd, p, n);
+            c->in_off = c->in_len = 0;
+            ssize_t r = read(c->fd, c->in, sizeof c->in);
+            if (r < 0 && errno == EINTR) {
+                reopen_log_if_asked();
+                continue;
+            }
+            if (r <= 0) return false;
+            c->in_len = (size_t)r;
+        }
+        size_t k = c->in_len - c->in_off < n ? c->in_len - c->in_off : n;
+        memcpy(p, c->in + c->in_off, k);
+        c->in_off += k, p = (char *)p + k, n -= k;
+    }
+    return true;
+}
+
+/* The next frame's body into body (its own buffer: a decoded task points into it while it
+ * runs, whatever is read meanwhile). */
+static bool read_frame(celeriac_task_ctx *c, cel_buf *body) {
     uint8_t hdr[CEL_FRAME_HEADER];
     uint32_t len;
-    if (!read_full(fd, hdr, sizeof hdr) ||
-        cel_frame_header_parse(hdr, UINT32_MAX, &len, NULL) != CEL_OK)
+    if (!take(c, hdr, sizeof hdr) || cel_frame_header_parse(hdr, UINT32_MAX, &len, NULL) != CEL_OK)
         return false;
     cel_buf_reset(body);
     if (!cel_buf_reserve(body, len)) return false;
     body->len = len;
-    return read_full(fd, body->data, len);
+    return take(c, body->data, len);
 }
 
 bool celeriac_task_cancelled(celeriac_task_ctx *c) {
     struct pollfd p = {c->fd, POLLIN, 0};
-    if (c->cancelled || c->fd < 0 || poll(&p, 1, 0) != 1) return c->cancelled;
+    if (c->cancelled || c->fd < 0) return c->cancelled;
+    if (c->in_off == c->in_len && poll(&p, 1, 0) != 1) return false;
     /* An abort frame, or EOF: the pool gave up on this task (or is going away). Either way
      * nobody waits for its result any more. */
     cel_buf b;
     cel_buf_init(&b);
-    (void)read_frame(c->fd, &b);
+    (void)read_frame(c, &b);
     cel_buf_free(&b);
     c->cancelled = true;
     return true;
@@ -249,7 +277,7 @@ void runner_loop(int fd, const celeriac_registry *r) {
     msgpack_zone_init(&zone, 4096);
     for (;;) {
         reopen_log_if_asked();
-        if (!read_frame(fd, &frame)) break;
+        if (!read_frame(&ctx, &frame)) break;
         cel_msg t;
         if (!decode_task(frame.data, frame.len, &zone, &t)) continue;
         int rc = run_one(&ctx, r, &t);
