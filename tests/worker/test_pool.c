@@ -4,9 +4,12 @@
  * aborts, and that a pool leaves no process behind. */
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -136,6 +139,26 @@ static int with_data(celeriac_task_ctx *ctx) {
     return celeriac_task_result_json(ctx, json) == 0 ? CELERIAC_TASK_OK : CELERIAC_TASK_FATAL;
 }
 
+/* Counts this process's descriptors from 3 to 1023 (not stdio, which a test runner may pipe)
+ * that are sockets or pipes, and says whether the
+ * descriptor in args ([fd]) is open: [sockets, pipes, open]. */
+static int count_fds(celeriac_task_ctx *ctx) {
+    const msgpack_object *a = celeriac_task_args(ctx);
+    int want = a->type == MSGPACK_OBJECT_ARRAY && a->via.array.size == 1
+                   ? (int)a->via.array.ptr[0].via.i64
+                   : -1;
+    int sockets = 0, pipes = 0;
+    for (int fd = 3; fd < 1024; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) != 0) continue;
+        sockets += S_ISSOCK(st.st_mode), pipes += S_ISFIFO(st.st_mode);
+    }
+    char json[64];
+    snprintf(json, sizeof json, "[%d, %d, %s]", sockets, pipes,
+             want >= 0 && fcntl(want, F_GETFD) != -1 ? "true" : "false");
+    return celeriac_task_result_json(ctx, json) == 0 ? CELERIAC_TASK_OK : CELERIAC_TASK_FATAL;
+}
+
 static int setup(void) {
     registry_init(&reg);
     static char data[] = "data";
@@ -144,7 +167,8 @@ static int setup(void) {
         celeriac_register(&reg, "t.abort", do_abort, NULL) ||
         celeriac_register(&reg, "t.exit", do_exit, NULL) ||
         celeriac_register(&reg, "t.bad_code", bad_code, NULL) ||
-        celeriac_register(&reg, "t.data", with_data, data))
+        celeriac_register(&reg, "t.data", with_data, data) ||
+        celeriac_register(&reg, "t.fds", count_fds, NULL))
         return -1;
     cel_log_open(NULL, CEL_LOG_WARN);
     base = event_base_new();
@@ -346,6 +370,25 @@ static void test_prefork_abort_grace_then_kill(void) {
     pool_free(p);
 }
 
+/* A child keeps its runner socket and the parent's files (a log), nothing else: a socket or pipe
+ * of the parent's held by a child would outlive the parent, and the broker would not see the
+ * worker go. */
+static void test_prefork_child_keeps_only_its_socket_and_files(void) {
+    int sv[2], pp[2];
+    CU_ASSERT_FATAL(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0 && pipe(pp) == 0);
+    FILE *f = tmpfile();
+    CU_ASSERT_FATAL(f != NULL);
+    cel_pool *p = pool_new(base, CEL_POOL_PREFORK, 2, &reg, on_outcome, NULL);
+    CU_ASSERT_FATAL(p != NULL);
+    uint8_t args[] = {0x91, (uint8_t)fileno(f)}; /* [fd], a positive fixint */
+    CU_ASSERT_FATAL(fileno(f) < 128 && run(p, "t.fds", args, sizeof args, 0, 0, 5000));
+    const uint8_t want[] = {0x93, 0x01, 0x00, 0xc3}; /* [1, 0, true] */
+    CU_ASSERT_EQUAL(last.result_len, sizeof want);
+    CU_ASSERT(memcmp(last.result, want, sizeof want) == 0);
+    pool_free(p);
+    fclose(f), close(sv[0]), close(sv[1]), close(pp[0]), close(pp[1]);
+}
+
 /* Freeing a pool (the daemon stopping) leaves no child behind, busy or idle. */
 static void test_pool_free_leaves_no_children(void) {
     cel_pool *p = pool_new(base, CEL_POOL_PREFORK, 2, &reg, on_outcome, NULL);
@@ -370,6 +413,8 @@ int main(void) {
         {"prefork child death fails the task with its signal and is replaced",
          test_prefork_child_death_fails_the_task_and_is_replaced},
         {"prefork abort: grace period, then kill", test_prefork_abort_grace_then_kill},
+        {"prefork child keeps only its runner socket and files",
+         test_prefork_child_keeps_only_its_socket_and_files},
         {"pool_free leaves no children", test_pool_free_leaves_no_children},
         {NULL, NULL}};
     int rc = th_run("pool", tests);
