@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 static int rec_fd = -1;
-static pid_t rec_pid;
 static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t rec_once = PTHREAD_ONCE_INIT;
 
 static long long now_ns(void) {
     struct timespec ts;
@@ -20,15 +20,24 @@ static long long now_ns(void) {
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* The file of this process; a prefork child must not share its parent's. */
+/* A prefork child must not write into its parent's file: it forgets the fd at fork (getpid()
+ * per task, to notice a fork, was a system call in every task this benchmark times). */
+static void forget_fd(void) {
+    rec_fd = -1;
+}
+static void watch_forks(void) {
+    pthread_atfork(NULL, NULL, forget_fd);
+}
+
+/* The file of this process. */
 static int record_fd(void) {
+    pthread_once(&rec_once, watch_forks);
     pthread_mutex_lock(&rec_lock);
-    if (rec_fd < 0 || rec_pid != getpid()) {
+    if (rec_fd < 0) {
         const char *dir = getenv("BENCH_REC_DIR");
         char path[4096];
         snprintf(path, sizeof path, "%s/rec.celeriac.%d", dir ? dir : ".", (int)getpid());
         rec_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        rec_pid = getpid();
     }
     int fd = rec_fd;
     pthread_mutex_unlock(&rec_lock);
