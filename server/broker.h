@@ -38,7 +38,9 @@ struct cel_client {
     TAILQ_ENTRY(cel_client) link;
     cel_server *srv;
     evutil_socket_t fd;
-    struct event *rev, *wev; /* wev is armed only while the socket takes no more output */
+    /* wev exists once output was ever left unsent, and is armed only while the socket takes no
+     * more: most connections never need it. */
+    struct event *rev, *wev;
     struct evbuffer *in, *out;
     uint64_t id;
     cel_client_state state;
@@ -47,12 +49,12 @@ struct cel_client {
     bool loopback;
     char name[128];
     bool worker;
-    bool read_paused;  /* output backed up past --output-soft */
-    bool input_full;   /* a maximal frame's worth of input waits to be handled */
-    bool closing;      /* an error was sent; close once it is written */
-    bool text_discard; /* text: dropping the rest of an over-long line */
-    bool monitor;      /* text: streaming task events (and in the server's monitors list) */
-    char monitor_queue[CEL_NAME_MAX + 1];
+    bool read_paused;    /* output backed up past --output-soft */
+    bool input_full;     /* a maximal frame's worth of input waits to be handled */
+    bool closing;        /* an error was sent; close once it is written */
+    bool text_discard;   /* text: dropping the rest of an over-long line */
+    bool monitor;        /* text: streaming task events (and in the server's monitors list) */
+    char *monitor_queue; /* NULL: every queue */
     TAILQ_ENTRY(cel_client) monitor_link;
     uint64_t text_seq;
     bool text_busy;     /* text: a command's reply is still to come */
@@ -71,7 +73,7 @@ struct cel_client {
      * script calls instead of costing one each. */
     struct batch *settle_open;
     int settle_inflight;
-    struct event *timer; /* hello deadline, then idle timeout */
+    struct event *timer; /* hello deadline, then idle timeout (none when that is off) */
     long long last_read_ms;
     LIST_HEAD(, waiter) waiters; /* this client's pending waits (waiters.c) */
 };
@@ -169,6 +171,7 @@ void conn_close(cel_client *c, const char *why);
 void conn_close_after_write(cel_client *c);
 /* Input was handled: reading resumes if a full input buffer had stopped it. */
 void conn_input_drained(cel_client *c);
+void conn_session_started(cel_client *c);
 void conn_flush_all(evutil_socket_t fd, short what, void *arg);
 void client_ref(cel_client *c);
 /* Drops a reference; returns false (and frees c) when c is closed and this was the last. */

@@ -45,7 +45,7 @@ void conn_close(cel_client *c, const char *why) {
     if (c->timer) event_free(c->timer);
     c->timer = NULL;
     event_free(c->rev);
-    event_free(c->wev);
+    if (c->wev) event_free(c->wev);
     c->rev = c->wev = NULL;
     evbuffer_free(c->in);
     evbuffer_free(c->out);
@@ -186,6 +186,7 @@ static void process_input(cel_client *c) {
         } else if (k == CEL_SNIFF_TEXT && c->srv->cfg->text_mode != CEL_TEXT_OFF &&
                    (c->loopback || c->srv->cfg->text_mode == CEL_TEXT_ON)) {
             c->state = CS_TEXT;
+            conn_session_started(c);
         } else {
             evbuffer_add_printf(c->out, k == CEL_SNIFF_REJECT ? "ERR PROTOCOL unknown protocol\r\n"
                                         : c->srv->cfg->text_mode == CEL_TEXT_OFF
@@ -202,11 +203,13 @@ static void process_input(cel_client *c) {
         read_binary(c);
 }
 
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
 /* After output was written: back to direct flushes once it is all out, close a closing
  * connection, resume reading a paused one once its replies drained to half the soft limit. */
 static void output_written(cel_client *c) {
     size_t left = evbuffer_get_length(c->out);
-    if (left == 0) event_del(c->wev);
+    if (left == 0 && c->wev) event_del(c->wev);
     if (c->closing && left == 0) {
         conn_close(c, "closed after error");
         return;
@@ -229,10 +232,10 @@ static void conn_flush(cel_client *c) {
             return;
         }
     }
-    if (evbuffer_get_length(c->out) > 0)
-        event_add(c->wev, NULL);
-    else
-        output_written(c);
+    if (evbuffer_get_length(c->out) == 0) return output_written(c);
+    if (!c->wev) c->wev = event_new(c->srv->base, c->fd, EV_WRITE | EV_PERSIST, on_writable, c);
+    if (!c->wev) return conn_close(c, "out of memory");
+    event_add(c->wev, NULL);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg) {
@@ -263,7 +266,7 @@ static void on_output_added(struct evbuffer *buf, const struct evbuffer_cb_info 
     (void)buf;
     cel_client *c = arg;
     if (info->n_added == 0 || c->flush_queued || !client_alive(c) ||
-        event_pending(c->wev, EV_WRITE, NULL))
+        (c->wev && event_pending(c->wev, EV_WRITE, NULL)))
         return;
     c->flush_queued = true;
     client_ref(c);
@@ -349,14 +352,23 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
         conn_close(c, "no hello before the deadline");
         return;
     }
+    if (cfg->idle_timeout_s == 0) return conn_session_started(c);
     long long idle = cel_now_ms() - c->last_read_ms;
     if (cfg->idle_timeout_s > 0 && !c->worker && c->nleases == 0 &&
         idle > (long long)cfg->idle_timeout_s * 1000) {
         conn_close(c, "idle timeout");
         return;
     }
-    struct timeval tv = {cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : 3600, 0};
+    struct timeval tv = {cfg->idle_timeout_s, 0};
     evtimer_add(c->timer, &tv);
+}
+
+/* Hello done (or a text session begun): without an idle timeout the connection needs no timer
+ * any more, and 10,000 idle connections keep 10,000 fewer events. */
+void conn_session_started(cel_client *c) {
+    if (c->srv->cfg->idle_timeout_s > 0 || !c->timer) return;
+    event_free(c->timer);
+    c->timer = NULL;
 }
 
 static void describe_peer(cel_client *c, struct sockaddr *sa) {
@@ -389,11 +401,9 @@ void conn_accept(cel_server *s, evutil_socket_t fd, struct sockaddr *sa, int sal
     cel_client *c = calloc(1, sizeof *c);
     if (c) {
         c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_readable, c);
-        c->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_writable, c);
         c->in = evbuffer_new(), c->out = evbuffer_new();
     }
-    if (!c || !c->rev || !c->wev || !c->in || !c->out ||
-        !evbuffer_add_cb(c->out, on_output_added, c)) {
+    if (!c || !c->rev || !c->in || !c->out || !evbuffer_add_cb(c->out, on_output_added, c)) {
         if (c) conn_free_parts(c);
         evutil_closesocket(fd);
         log_error("out of memory accepting a connection");

@@ -388,6 +388,7 @@ static void op_hello(cel_client *c, const cel_msg *m) {
     snprintf(c->name, sizeof c->name, "%.*s", (int)m->client.len,
              m->client.ptr ? m->client.ptr : "");
     c->state = CS_BINARY;
+    conn_session_started(c);
     cel_msg r;
     memset(&r, 0, sizeof r);
     r.op = CEL_OP_WELCOME, r.seq = m->seq;

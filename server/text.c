@@ -281,7 +281,8 @@ static void cmd_monitor(cel_client *c, text_args *a, cel_msg *m) {
     m->op = CEL_OP_NONE;
     if (!c->monitor) TAILQ_INSERT_TAIL(&c->srv->monitors, c, monitor_link);
     c->monitor = true;
-    snprintf(c->monitor_queue, sizeof c->monitor_queue, "%s", a->argc > 1 ? a->argv[1] : "");
+    free(c->monitor_queue);
+    c->monitor_queue = a->argc > 1 && a->argv[1][0] ? strdup(a->argv[1]) : NULL;
     out_line(c, "OK monitoring; send any line to stop");
 }
 
@@ -466,6 +467,8 @@ void text_monitor_stop(cel_client *c) {
     if (!c->monitor) return;
     TAILQ_REMOVE(&c->srv->monitors, c, monitor_link);
     c->monitor = false;
+    free(c->monitor_queue);
+    c->monitor_queue = NULL;
 }
 
 void text_monitor_event(cel_server *s, const char *event, const char *queue, size_t qlen,
@@ -473,7 +476,7 @@ void text_monitor_event(cel_server *s, const char *event, const char *queue, siz
     cel_client *c;
     TAILQ_FOREACH(c, &s->monitors, monitor_link) {
         if (c->state != CS_TEXT) continue;
-        if (c->monitor_queue[0] &&
+        if (c->monitor_queue &&
             (strlen(c->monitor_queue) != qlen || memcmp(c->monitor_queue, queue, qlen) != 0))
             continue;
         evbuffer_add_printf(c->out, "EVENT %s %.*s %.*s %s\r\n", event, (int)qlen, queue,
