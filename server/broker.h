@@ -153,6 +153,7 @@ enum {
     SCRIPT_CANCEL,
     SCRIPT_STATS,
     SCRIPT_ADMIN,
+    SCRIPT_PEEK,
     SCRIPT__COUNT
 };
 

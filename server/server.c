@@ -133,8 +133,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 }
 
 static void register_scripts(cel_server *s) {
-    static const char *const names[SCRIPT__COUNT] = {"enqueue", "dispatch", "settle", "reap",
-                                                     "status",  "cancel",   "stats",  "admin"};
+    static const char *const names[SCRIPT__COUNT] = {
+        "enqueue", "dispatch", "settle", "reap", "status", "cancel", "stats", "admin", "peek"};
     for (int i = 0; i < SCRIPT__COUNT; i++) {
         const char *body = cel_script_source(names[i]);
         s->script[i] = cel_redis_script_register(names[i], body);

@@ -1,6 +1,6 @@
 /* Blocking waits for results, held in the broker (no client polling). A finish seen by this
- * broker wakes its waiters at once; each waiter also re-checks Redis every second, which
- * covers tasks finished through another broker. */
+ * broker wakes its waiters at once; once a second the broker also re-checks every pending wait
+ * in Redis, which covers tasks finished through another broker. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -8,6 +8,7 @@
 #include "broker.h"
 
 #define RECHECK_MS 1000
+#define PEEK_CHUNK 1000 /* waits re-checked per script call */
 #define FIRST_BUCKETS 64u
 
 /* Waiters are found by task id (every task that ends looks for its own) and by client (one
@@ -20,8 +21,10 @@ typedef struct waiter {
     cel_client *client;
     uint64_t seq;
     long long deadline_ms;
-    struct event *timer;
-    bool checking; /* a status call is in flight */
+    struct event *timer; /* at the deadline */
+    bool checking;       /* a status or peek call is in flight */
+    bool again; /* asked to check while one was in flight, which may have read the state before
+                   the task ended: check once more when it returns */
     bool done;
     size_t idlen;
     char id[CEL_ID_MAX + 1];
@@ -32,13 +35,23 @@ LIST_HEAD(waiter_list, waiter);
 struct cel_waiters {
     struct waiter_list *buckets;
     size_t nbuckets, count; /* nbuckets: a power of two */
+    cel_server *srv;
+    struct event *sweep; /* the re-check, every RECHECK_MS while waits are pending */
 };
 
+static void on_sweep(evutil_socket_t fd, short what, void *arg);
+
 cel_waiters *waiters_new(cel_server *s) {
-    (void)s;
     cel_waiters *ws = calloc(1, sizeof *ws);
-    if (ws && !(ws->buckets = calloc(FIRST_BUCKETS, sizeof *ws->buckets))) free(ws), ws = NULL;
-    if (ws) ws->nbuckets = FIRST_BUCKETS;
+    if (!ws) return NULL;
+    ws->srv = s, ws->nbuckets = FIRST_BUCKETS;
+    ws->buckets = calloc(FIRST_BUCKETS, sizeof *ws->buckets);
+    ws->sweep = evtimer_new(s->base, on_sweep, ws);
+    if (!ws->buckets || !ws->sweep) {
+        if (ws->sweep) event_free(ws->sweep);
+        free(ws->buckets), free(ws);
+        return NULL;
+    }
     return ws;
 }
 
@@ -88,7 +101,7 @@ void waiters_free(cel_waiters *ws) {
                 w->done = true, w->srv = NULL;
         }
     }
-    if (ws) free(ws->buckets);
+    if (ws) event_free(ws->sweep), free(ws->buckets);
     free(ws);
 }
 
@@ -99,12 +112,6 @@ static void waiter_finish(waiter *w) {
 }
 
 static void waiter_check(waiter *w);
-
-static void rearm(waiter *w, long long now) {
-    long long next = w->deadline_ms - now < RECHECK_MS ? w->deadline_ms - now : RECHECK_MS;
-    struct timeval tv = {next / 1000, (next % 1000) * 1000};
-    evtimer_add(w->timer, &tv);
-}
 
 static void check_done(const redisReply *rep, const cel_error *err, void *arg) {
     waiter *w = arg;
@@ -124,16 +131,20 @@ static void check_done(const redisReply *rep, const cel_error *err, void *arg) {
         status_reply(c, w->seq, w->id, w->idlen, rep);
         return waiter_finish(w);
     }
-    long long now = cel_now_ms();
-    if (now >= w->deadline_ms) {
+    if (cel_now_ms() >= w->deadline_ms) {
         conn_send_error(c, w->seq, CEL_E_TIMEOUT, "the task did not finish in time");
         return waiter_finish(w);
     }
-    rearm(w, now);
+    if (w->again) waiter_check(w);
 }
 
 static void waiter_check(waiter *w) {
-    if (w->checking || w->done) return;
+    if (w->done) return;
+    if (w->checking) {
+        w->again = true;
+        return;
+    }
+    w->again = false;
     cel_server *s = w->srv;
     const char *argv[] = {s->cfg->prefix, w->id};
     size_t lens[] = {strlen(s->cfg->prefix), w->idlen};
@@ -144,36 +155,88 @@ static void waiter_check(waiter *w) {
         check_done(NULL, &err, w);
 }
 
-/* The periodic re-check (for a task that ends through another broker) reads only the task's
- * state, with a plain HGET: a status script call per wait and second made 10,000 pending waits
- * cost a fifth of the pipelined rate. The whole status is read once the state says it ended
- * (or the task is gone, or the deadline passed), by the same check that answers the wait. */
-static void peek_done(const redisReply *rep, const cel_error *err, void *arg) {
-    (void)err;
-    waiter *w = arg;
+/* The periodic re-check (for a task that ends through another broker) reads only the waits'
+ * task states, many in one peek call: an HGET per wait, each sent from its own timer, made
+ * 10,000 pending waits cost 10,000 round trips a second. The whole status is read once a state
+ * says the task ended (or it is gone, or the deadline passed), by the same check that answers
+ * the wait. */
+typedef struct peek_call {
+    size_t n;
+    waiter *w[]; /* marked checking, so that none is freed while the call is out */
+} peek_call;
+
+/* Ends a peek's hold on w; false if w was finished meanwhile (it is freed now). */
+static bool peek_release(waiter *w) {
     w->checking = false;
-    if (w->done) return waiter_free(w);
-    long long now = cel_now_ms();
-    if (rep && rep->type == REDIS_REPLY_STRING && !state_is_terminal(rep->str, rep->len) &&
-        now < w->deadline_ms)
-        return rearm(w, now);
-    waiter_check(w);
+    if (!w->done) return true;
+    waiter_free(w);
+    return false;
 }
 
+static void peek_done(const redisReply *rep, const cel_error *err, void *arg) {
+    (void)err;
+    peek_call *pc = arg;
+    long long now = cel_now_ms();
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == pc->n;
+    for (size_t i = 0; i < pc->n; i++) {
+        waiter *w = pc->w[i];
+        if (!peek_release(w)) continue;
+        const redisReply *st = ok ? rep->element[i] : NULL;
+        if (st && st->type == REDIS_REPLY_STRING && !state_is_terminal(st->str, st->len) &&
+            now < w->deadline_ms && !w->again)
+            continue;
+        waiter_check(w);
+    }
+    free(pc);
+}
+
+/* One peek call for n waiters (already marked checking). */
+static void peek_send(cel_server *s, waiter **w, size_t n) {
+    peek_call *pc = malloc(sizeof *pc + n * sizeof *w);
+    const char **argv = malloc((n + 1) * sizeof *argv);
+    size_t *lens = malloc((n + 1) * sizeof *lens);
+    if (!pc || !argv || !lens) { /* out of memory: the next sweep tries again */
+        for (size_t i = 0; i < n; i++) peek_release(w[i]);
+        free(pc), free(argv), free(lens);
+        return;
+    }
+    memcpy(pc->w, w, n * sizeof *w), pc->n = n;
+    argv[0] = s->cfg->prefix, lens[0] = strlen(s->cfg->prefix);
+    for (size_t i = 0; i < n; i++) argv[i + 1] = w[i]->id, lens[i + 1] = w[i]->idlen;
+    cel_error err;
+    int rc = cel_redis_script(s->redis, s->script[SCRIPT_PEEK], (int)n + 1, argv, lens, peek_done,
+                              pc, &err);
+    free(argv), free(lens);
+    if (rc != CEL_OK) peek_done(NULL, &err, pc);
+}
+
+/* Every pending wait not being checked already, in calls of PEEK_CHUNK. All are marked first:
+ * answering one wait may close its client and end its other waits. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    cel_waiters *ws = arg;
+    waiter **due = ws->count ? malloc(ws->count * sizeof *due) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; due && i < ws->nbuckets; i++) {
+        waiter *w;
+        LIST_FOREACH(w, &ws->buckets[i], by_id) {
+            if (w->checking) continue;
+            w->checking = true;
+            due[n++] = w;
+        }
+    }
+    for (size_t i = 0; i < n; i += PEEK_CHUNK)
+        peek_send(ws->srv, due + i, n - i < PEEK_CHUNK ? n - i : PEEK_CHUNK);
+    free(due);
+    struct timeval tv = {RECHECK_MS / 1000, (RECHECK_MS % 1000) * 1000};
+    if (ws->count > 0) evtimer_add(ws->sweep, &tv);
+}
+
+/* The deadline: a last full check, which answers TIMEOUT unless the task ended. A check in
+ * flight answers the same way when it returns. */
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
-    waiter *w = arg;
-    if (w->checking || w->done) return;
-    cel_server *s = w->srv;
-    /* The task's key, as tk() in scripts/prelude.lua names it (docs/delivery.md: P:t:ID). */
-    char key[CEL_NAME_MAX + CEL_ID_MAX + 8];
-    int klen = snprintf(key, sizeof key, "%s:t:%.*s", s->cfg->prefix, (int)w->idlen, w->id);
-    const char *argv[] = {"HGET", key, "st"};
-    size_t lens[] = {4, (size_t)klen, 2};
-    cel_error err;
-    w->checking = true;
-    if (cel_redis_command(s->redis, 3, argv, lens, peek_done, w, &err) != CEL_OK)
-        peek_done(NULL, &err, w);
+    waiter_check(arg);
 }
 
 void waiters_add(cel_server *s, cel_client *c, uint64_t seq, const char *id, size_t idlen,
@@ -185,6 +248,12 @@ void waiters_add(cel_server *s, cel_client *c, uint64_t seq, const char *id, siz
     memcpy(w->id, id, idlen);
     w->idlen = idlen;
     w->timer = evtimer_new(s->base, on_timer, w);
+    if (!w->timer) {
+        free(w);
+        return conn_send_error(c, seq, CEL_E_INTERNAL, "out of memory");
+    }
+    struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
+    evtimer_add(w->timer, &tv);
     client_ref(c);
     cel_waiters *ws = s->waiters;
     LIST_INSERT_HEAD(bucket_of(ws, id, idlen), w, by_id);
@@ -192,6 +261,10 @@ void waiters_add(cel_server *s, cel_client *c, uint64_t seq, const char *id, siz
     w->linked = true;
     ws->count++;
     maybe_grow(ws);
+    if (!evtimer_pending(ws->sweep, NULL)) {
+        struct timeval sv = {RECHECK_MS / 1000, (RECHECK_MS % 1000) * 1000};
+        evtimer_add(ws->sweep, &sv);
+    }
     waiter_check(w);
 }
 

@@ -534,9 +534,59 @@ static void test_a_burst_reaches_a_waiting_worker_written_once(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+/* Pending waits are re-checked in Redis together, once a second, by one script call for up to
+ * 1,000 of them; not each by a command of its own, sent from its own timer. */
+static void test_pending_waits_are_rechecked_together(void) {
+    enum { N = 300 };
+    char *flags[] = {"--reaper-ms", "60000", "--poll-ms", "60000", NULL};
+    env e;
+    tc p, w;
+    env_start_pw(&e, flags, &p, &w);
+    static char ids[N][16];
+    const char *idp[N];
+    for (int i = 0; i < N; i++) snprintf(ids[i], sizeof ids[i], "held-%d", i), idp[i] = ids[i];
+    int existed[N];
+    enqueue_replies(&p, send_enqueues(&p, "held", idp, N), N, existed);
+    CU_ASSERT_EQUAL_FATAL(existed[N - 1], 0);
+    cel_buf frames;
+    cel_buf_init(&frames);
+    uint64_t first = p.seq + 1;
+    for (int i = 0; i < N; i++) {
+        cel_msg m;
+        tc_msg(&m, CEL_OP_WAIT);
+        m.seq = ++p.seq, m.id = cel_str_c(ids[i]), m.timeout_ms = 30000;
+        cel_msg_set(&m, CEL_F_SEQ), cel_msg_set(&m, CEL_F_ID), cel_msg_set(&m, CEL_F_TIMEOUT_MS);
+        CU_ASSERT_FATAL(cel_msg_encode(&frames, &m, UINT32_MAX, NULL) == CEL_OK);
+    }
+    CU_ASSERT_FATAL(tc_send_raw(&p, frames.data, frames.len));
+    cel_buf_free(&frames);
+    CU_ASSERT_PTR_NULL(tc_recv(&p, 300)); /* checked once on arrival: all still queued */
+    redisContext *rc = th_redis_connect(&e.redis);
+    CU_ASSERT_FATAL(rc != NULL);
+    freeReplyObject(redisCommand(rc, "CONFIG RESETSTAT"));
+    th_sleep_ms(2500);
+    long long calls = redis_calls(rc, "evalsha"), hgets = redis_calls(rc, "hget");
+    CU_ASSERT(calls >= 2 && calls <= 4); /* two or three re-checks of all 300 */
+    CU_ASSERT(hgets >= 2 * N);
+    if (calls < 2 || calls > 4) fprintf(stderr, "\n  %lld script calls, %lld HGET\n", calls, hgets);
+    /* A task ending through this broker still answers its wait. */
+    tc_consume(&w, "held", 1);
+    const cel_msg *t = tc_recv(&w, 3000);
+    CU_ASSERT_FATAL(t && t->op == CEL_OP_TASK);
+    cel_msg task = *t;
+    task.id = cel_str_c(ids[0]);
+    CU_ASSERT_FATAL(tc_ack(&w, &task) != NULL);
+    const cel_msg *r = tc_reply(&p, first, 3000);
+    CU_ASSERT_FATAL(r && r->op == CEL_OP_TASK_INFO);
+    CU_ASSERT_STRING_EQUAL(tc_s(r->state), "succeeded");
+    redisFree(rc);
+    env_stop_pw(&e, &p, &w);
+}
+
 int main(void) {
     static const th_test tests[] = {
         {"enqueue, dispatch, ack round trip", test_enqueue_dispatch_ack_round_trip},
+        {"pending waits are re-checked together", test_pending_waits_are_rechecked_together},
         {"unreadable task record", test_unreadable_task_record},
         {"enqueue with the same id is idempotent", test_enqueue_with_same_id_is_idempotent},
         {"worker disconnect requeues leased tasks", test_worker_disconnect_requeues_leased_tasks},
