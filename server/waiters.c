@@ -210,6 +210,11 @@ static void peek_send(cel_server *s, waiter **w, size_t n) {
     if (rc != CEL_OK) peek_done(NULL, &err, pc);
 }
 
+static void arm_sweep(cel_waiters *ws) {
+    struct timeval tv = {RECHECK_MS / 1000, (RECHECK_MS % 1000) * 1000};
+    evtimer_add(ws->sweep, &tv);
+}
+
 /* Every pending wait not being checked already, in calls of PEEK_CHUNK. All are marked first:
  * answering one wait may close its client and end its other waits. */
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {
@@ -228,8 +233,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
     for (size_t i = 0; i < n; i += PEEK_CHUNK)
         peek_send(ws->srv, due + i, n - i < PEEK_CHUNK ? n - i : PEEK_CHUNK);
     free(due);
-    struct timeval tv = {RECHECK_MS / 1000, (RECHECK_MS % 1000) * 1000};
-    if (ws->count > 0) evtimer_add(ws->sweep, &tv);
+    if (ws->count > 0) arm_sweep(ws);
 }
 
 /* The deadline: a last full check, which answers TIMEOUT unless the task ended. A check in
@@ -261,10 +265,7 @@ void waiters_add(cel_server *s, cel_client *c, uint64_t seq, const char *id, siz
     w->linked = true;
     ws->count++;
     maybe_grow(ws);
-    if (!evtimer_pending(ws->sweep, NULL)) {
-        struct timeval sv = {RECHECK_MS / 1000, (RECHECK_MS % 1000) * 1000};
-        evtimer_add(ws->sweep, &sv);
-    }
+    if (!evtimer_pending(ws->sweep, NULL)) arm_sweep(ws);
     waiter_check(w);
 }
 
