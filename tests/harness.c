@@ -126,7 +126,7 @@ static bool redis_wait_loaded(const th_redis *r, int timeout_ms) {
     return false;
 }
 
-static bool redis_launch(th_redis *r) {
+static bool redis_launch(th_redis *r, bool wait_loaded) {
     char conf_path[300];
     snprintf(conf_path, sizeof conf_path, "%s/redis.conf", r->dir);
     FILE *f = fopen(conf_path, "w");
@@ -139,7 +139,7 @@ static bool redis_launch(th_redis *r) {
     fclose(f);
     char *argv[] = {"redis-server", conf_path, NULL};
     r->pid = th_spawn(argv, NULL);
-    return th_wait_port(r->port, 10000) && redis_wait_loaded(r, 10000);
+    return th_wait_port(r->port, 10000) && (!wait_loaded || redis_wait_loaded(r, 10000));
 }
 
 bool th_redis_start(th_redis *r, const char *extra_conf) {
@@ -149,11 +149,15 @@ bool th_redis_start(th_redis *r, const char *extra_conf) {
     if (!mkdtemp(r->dir)) return false;
     snprintf(r->conf, sizeof r->conf, "%s", extra_conf ? extra_conf : "");
     r->port = th_free_port();
-    return redis_launch(r);
+    return redis_launch(r, true);
 }
 
 bool th_redis_restart(th_redis *r) {
-    return redis_launch(r);
+    return redis_launch(r, true);
+}
+
+bool th_redis_restart_loading(th_redis *r) {
+    return redis_launch(r, false);
 }
 
 void th_redis_kill(th_redis *r) {

@@ -28,6 +28,8 @@ void th_sleep_ms(int ms);
 bool th_redis_start(th_redis *r, const char *extra_conf);
 /* Same port and dir again (after th_redis_kill), so its AOF is replayed. */
 bool th_redis_restart(th_redis *r);
+/* Returns once the port accepts: Redis may still be loading its AOF (answering LOADING). */
+bool th_redis_restart_loading(th_redis *r);
 /* kill -9, no shutdown save. */
 void th_redis_kill(th_redis *r);
 /* Stops redis and removes its dir. */
