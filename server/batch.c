@@ -17,7 +17,7 @@ batch *batch_new(cel_server *s, cel_client *c, int script) {
 
 void batch_free(batch *b) {
     if (!b) return;
-    if (b->lease) dispatch_leased(b->lease, NULL, 0, false);
+    if (b->lease) dispatch_leased(b->lease, NULL, 0, false, NULL);
     if (b->client) client_unref(b->client);
     cel_buf_free(&b->arena);
     cel_buf_free(&b->args);

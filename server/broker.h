@@ -192,16 +192,19 @@ void ops_requeue_leases(cel_server *s, const cel_lease *leases, size_t n);
 
 /* dispatch.c: credits and fairness */
 typedef struct lease_call lease_call;
+struct batch;
 /* A lease carried by another script call (the enqueue of tasks for that queue): when a worker
  * of the queue has free credits, reserves up to want of them (the call's tasks for the queue:
  * a backlog in Redis is the dispatch calls' work) and fills argv with the lease arguments (queue,
  * n, lease_ms, worker); NULL otherwise. Unlike a dispatch call it does not wait for a dispatch
  * of the queue in flight: Redis runs the calls in order, and reserved credits are not offered
  * twice. The call's reply goes to dispatch_leased (elems: LEASE_FIELDS per leased task), which
- * returns true when the queue may still hold ready tasks. */
+ * returns true when the queue may still hold ready tasks. A task the call itself created comes
+ * back without its body, only its index in the call: from, the call's batch, still holds it. */
 lease_call *dispatch_reserve(cel_server *s, const char *queue, size_t len, uint32_t want,
                              const char *argv[4]);
-bool dispatch_leased(lease_call *lc, redisReply *const *elems, size_t n, bool ok);
+bool dispatch_leased(lease_call *lc, redisReply *const *elems, size_t n, bool ok,
+                     const struct batch *from);
 cel_queue *queue_get(cel_server *s, const char *name, size_t len);
 /* The queue of that name, or NULL when this broker has none. */
 cel_queue *queue_find(cel_server *s, const char *name, size_t len);
@@ -231,6 +234,7 @@ size_t waiters_pending(const cel_server *s);
  * hard_ms, created_ms] followed by the args, one msgpack value. */
 /* Arguments per task of an enqueue call, and values per leased task in a lease reply (see
  * scripts/enqueue.lua and scripts/prelude.lua). */
+#define ENQUEUE_HEAD 3 /* prefix, default TTL, count */
 #define ENQUEUE_FIELDS 10
 #define LEASE_FIELDS 5
 /* A settle call's arguments: SETTLE_HEAD (prefix, backoff base and cap, poison limit, dead max,
@@ -249,7 +253,8 @@ void task_body_pack_head(cel_buf *out, const task_body *b);
 /* False when p is not a well-formed body (its strings then point into p). */
 bool task_body_unpack(const char *p, size_t len, task_body *b);
 /* True when n leased tasks (LEASE_FIELDS values each: id, body, attempt, token, lease_ms) have
- * the types the scripts give them; the broker refuses anything else whole. */
+ * the types the scripts give them; the broker refuses anything else whole. A body is a string,
+ * or the index of a task of the same enqueue call (see dispatch_leased). */
 bool lease_reply_valid(redisReply *const *elems, size_t n);
 bool state_is_terminal(const char *st, size_t len);
 void status_reply(cel_client *c, uint64_t seq, const char *id, size_t idlen,

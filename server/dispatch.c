@@ -121,15 +121,29 @@ struct lease_call {
     char n[16], lease[24], worker[64]; /* the script's arguments */
 };
 
+/* The body of a leased task: the reply's string, or, for a task of the enqueue call that leased
+ * it, the body argument the broker sent (the reply gives its index in the call: echoing it back
+ * cost Redis and the broker a copy of every body, which for large args is most of the call).
+ * {NULL, 0} when an index does not name a task of from. */
+static cel_str leased_body(const redisReply *f, const batch *from) {
+    if (f->type == REDIS_REPLY_STRING) return (cel_str){f->str, (uint32_t)f->len};
+    if (!from || f->integer < 0 || (unsigned long long)f->integer >= from->nentries)
+        return (cel_str){NULL, 0};
+    size_t len;
+    const char *p =
+        batch_arg_get(from, ENQUEUE_HEAD + ENQUEUE_FIELDS * (size_t)f->integer + 2, &len);
+    return (cel_str){p, (uint32_t)len};
+}
+
 /* A leased task as the script returns it: id, body, attempt, token, lease_ms. */
-static void push_task(cel_client *c, const redisReply *const *f) {
+static void push_task(cel_client *c, const redisReply *const *f, cel_str raw) {
     cel_msg t;
     task_body body;
     memset(&t, 0, sizeof t);
     t.op = CEL_OP_TASK;
     t.id = (cel_str){f[0]->str, (uint32_t)f[0]->len};
     t.queue = cel_str_c(c->leases[c->nleases - 1].queue->name);
-    if (task_body_unpack(f[1]->str, f[1]->len, &body)) {
+    if (task_body_unpack(raw.ptr, raw.len, &body)) {
         t.task = body.name;
         t.args.bytes = body.args, t.args.len = body.args_len;
         t.soft_ms = body.soft_ms, t.hard_ms = body.hard_ms;
@@ -160,7 +174,7 @@ static void lease_unreserve(lease_call *lc) {
 /* Leased tasks reach the worker; if it went away meanwhile they go straight back. Returns true
  * when the queue may hold more ready tasks. */
 static bool lease_finish(lease_call *lc, redisReply *const *elems, size_t n, bool ok,
-                         const cel_error *err) {
+                         const cel_error *err, const batch *from) {
     cel_queue *q = lc->q;
     cel_client *c = lc->c;
     cel_server *s = c->srv;
@@ -177,7 +191,7 @@ static bool lease_finish(lease_call *lc, redisReply *const *elems, size_t n, boo
         const redisReply *const *f = (const redisReply *const *)&elems[LEASE_FIELDS * i];
         uint64_t token = (uint64_t)f[3]->integer;
         if (client_alive(c) && lease_add(c, q, f[0]->str, f[0]->len, token)) {
-            push_task(c, f);
+            push_task(c, f, leased_body(f[1], from));
             s->counters.dispatched++;
             if (text_monitoring(s)) {
                 char detail[128];
@@ -213,12 +227,14 @@ static void lease_done(const redisReply *rep, const cel_error *err, void *arg) {
     cel_queue *q = lc->q;
     cel_server *s = lc->c->srv;
     bool ok = rep && rep->type == REDIS_REPLY_ARRAY;
-    lease_finish(lc, ok ? rep->element : NULL, ok ? rep->elements / LEASE_FIELDS : 0, ok, err);
+    lease_finish(lc, ok ? rep->element : NULL, ok ? rep->elements / LEASE_FIELDS : 0, ok, err,
+                 NULL);
     if (rep) dispatch_kick(s, q);
 }
 
-bool dispatch_leased(lease_call *lc, redisReply *const *elems, size_t n, bool ok) {
-    return lease_finish(lc, elems, n, ok, NULL);
+bool dispatch_leased(lease_call *lc, redisReply *const *elems, size_t n, bool ok,
+                     const batch *from) {
+    return lease_finish(lc, elems, n, ok, NULL, from);
 }
 
 static cel_client *next_worker(cel_queue *q) {

@@ -58,7 +58,7 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
         reply_element_str(rep->element[3 * i + 1], &st);
         if (ids) ids[i] = id;
         size_t qlen;
-        const char *qn = batch_arg_get(b, 3 + ENQUEUE_FIELDS * i + 1, &qlen);
+        const char *qn = batch_arg_get(b, ENQUEUE_HEAD + ENQUEUE_FIELDS * i + 1, &qlen);
         text_monitor_event(s, rep->element[3 * i + 2]->integer ? "exists" : "enqueued", qn, qlen,
                            id.ptr, id.len, st.ptr);
         if (!b->bulk && client_alive(c))
@@ -85,11 +85,11 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
     }
     /* The tasks leased by the same call go to their worker right after the producer's reply. */
     size_t lqlen = 0;
-    const char *lq = b->lease ? batch_arg_get(b, 3 + 1, &lqlen) : NULL;
+    const char *lq = b->lease ? batch_arg_get(b, ENQUEUE_HEAD + 1, &lqlen) : NULL;
     bool lq_more = true;
     if (b->lease)
         lq_more = dispatch_leased(b->lease, ok ? rep->element + nres : NULL,
-                                  ok ? (rep->elements - nres) / LEASE_FIELDS : 0, ok);
+                                  ok ? (rep->elements - nres) / LEASE_FIELDS : 0, ok, b);
     b->lease = NULL;
     if (ok) {
         /* Wake workers of every queue that got a task (but not for tasks the lease took). */
@@ -98,7 +98,7 @@ static void enqueue_done(const redisReply *rep, const cel_error *err, void *arg)
             if (st->str && strcmp(st->str, "scheduled") == 0) reaper_kick(s);
             if (st->str && strcmp(st->str, "queued") == 0) {
                 size_t qlen;
-                const char *q = batch_arg_get(b, 3 + ENQUEUE_FIELDS * i + 1, &qlen);
+                const char *q = batch_arg_get(b, ENQUEUE_HEAD + ENQUEUE_FIELDS * i + 1, &qlen);
                 /* Tasks of the lease's queue need no dispatch when the lease drained it, or
                  * took them itself. */
                 if (lq && qlen == lqlen && !memcmp(q, lq, qlen) &&
@@ -188,10 +188,10 @@ static void enqueue_send(batch *b) {
     const char *argv[4];
     if (b->nentries) {
         size_t qlen, len;
-        const char *qn = batch_arg_get(b, 3 + 1, &qlen);
+        const char *qn = batch_arg_get(b, ENQUEUE_HEAD + 1, &qlen);
         uint32_t same = 0;
         for (size_t i = 0; i < b->nentries; i++) {
-            const char *q = batch_arg_get(b, 3 + ENQUEUE_FIELDS * i + 1, &len);
+            const char *q = batch_arg_get(b, ENQUEUE_HEAD + ENQUEUE_FIELDS * i + 1, &len);
             same += len == qlen && memcmp(q, qn, len) == 0;
         }
         b->lease = dispatch_reserve(b->srv, qn, qlen, same, argv);

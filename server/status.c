@@ -90,9 +90,11 @@ bool lease_reply_valid(redisReply *const *elems, size_t n) {
     for (size_t i = 0; i < n; i++) {
         redisReply *const *f = &elems[LEASE_FIELDS * i];
         if (f[0]->type != REDIS_REPLY_STRING || f[0]->len == 0 || f[0]->len > CEL_ID_MAX ||
-            f[1]->type != REDIS_REPLY_STRING || f[2]->type != REDIS_REPLY_INTEGER ||
-            f[3]->type != REDIS_REPLY_INTEGER || f[4]->type != REDIS_REPLY_INTEGER ||
-            f[2]->integer < 0 || f[3]->integer < 0 || f[4]->integer < 0)
+            (f[1]->type != REDIS_REPLY_STRING && f[1]->type != REDIS_REPLY_INTEGER) ||
+            (f[1]->type == REDIS_REPLY_INTEGER && f[1]->integer < 0) ||
+            f[2]->type != REDIS_REPLY_INTEGER || f[3]->type != REDIS_REPLY_INTEGER ||
+            f[4]->type != REDIS_REPLY_INTEGER || f[2]->integer < 0 || f[3]->integer < 0 ||
+            f[4]->integer < 0)
             return false;
     }
     return true;

@@ -2,7 +2,9 @@
 --   id, queue, body (name, priority, limits, created, args: the broker's to read), priority,
 --   max_retries, result_ttl_s, delay_ms, eta_ms, expires_ms, unique_key)
 --   [, then dq, dn, lease_ms, worker: lease up to dn ready tasks of queue dq to that worker]
--- → flat list of (id, state, existed) per task, then the leased tasks as dispatch returns them.
+-- → flat list of (id, state, existed) per task, then the leased tasks as dispatch returns them,
+--   except that a task of this call comes back with its index in the call for a body: the
+--   broker still holds what it sent, and echoing every body back cost a copy of each.
 -- An id that exists returns the existing task: retries after a lost reply never create a
 -- second task. The optional lease saves a second round trip when a worker waits for the queue.
 -- Cost per new task: one HSET and a share of one EXISTS (is any id taken?); sequence numbers,
@@ -60,8 +62,8 @@ local function store(b, id, q, uk)
   local st = 'queued'
   if due > now then st = 'scheduled' end
   local ss = int(score)
-  fresh[id] = {q = q, d = ARGV[b + 2], s = score, ss = ss, st = st, mr = ARGV[b + 4], ttl = ttl,
-    ex = tonumber(ARGV[b + 8]), exs = ARGV[b + 8], uk = uk}
+  fresh[id] = {i = (b - 4) / 10, q = q, d = ARGV[b + 2], s = score, ss = ss, st = st,
+    mr = ARGV[b + 4], ttl = ttl, ex = tonumber(ARGV[b + 8]), exs = ARGV[b + 8], uk = uk}
   if uk ~= '' then redis.call('SET', qk(q, 'u:' .. uk), id) end
   if st == 'scheduled' then add(delayed, q, int(due), id) else add(ready, q, ss, id) end
   return st

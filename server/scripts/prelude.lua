@@ -39,7 +39,8 @@ local function zadd_chunks(key, s)
   end
 end
 -- Appends one leased task to a lease reply: (id, body, attempt, token, lease_ms). The body
--- (field d: name, priority, limits, created, args) is the broker's to read.
+-- (field d: name, priority, limits, created, args) is the broker's to read; for a task the
+-- same enqueue call created it is that task's index in the call (an integer reply).
 local function lease_out(out, id, d, at, tok, lease_ms)
   out[#out + 1] = id; out[#out + 1] = d; out[#out + 1] = at; out[#out + 1] = tok
   out[#out + 1] = lease_ms
@@ -78,7 +79,7 @@ local function lease_popped(q, popped, tok, now, default_lease, worker, out, fre
     local t = fresh and fresh[id]
     local d, at
     if t and (t.ex == 0 or now <= t.ex) then
-      d, at = t.d, 1
+      d, at = t.i or t.d, 1
       t.st, t.at, t.tok, t.w, t.sa = 'active', at, tok + 1, worker, now_s
     else
       -- An expired task of this call is written first, so it can be finished like any other.

@@ -534,6 +534,68 @@ static void test_a_burst_reaches_a_waiting_worker_written_once(void) {
     env_stop_pw(&e, &p, &w);
 }
 
+/* Tasks an enqueue call leases to the waiting worker itself come back from Redis without their
+ * bodies (the broker holds them): each must still reach the worker with its own name, args and
+ * limits, whatever order the lease takes them in (priorities reorder them), next to a task that
+ * was already ready (whose body Redis sends). */
+static void test_tasks_leased_by_their_own_call_keep_their_bodies(void) {
+    enum { N = 6 };
+    env e;
+    tc p, w;
+    env_start_pw(&e, long_lease, &p, &w);
+    tc_enqueue_sync(&p, "own", "older", "own-old"); /* ready before the worker comes */
+    tc_consume(&w, "own", 16);
+    th_sleep_ms(100);
+    cel_buf frames;
+    cel_buf_init(&frames);
+    static const int prio[N] = {0, 5, 1, 9, 5, 3};
+    char names[N][16], ids[N][16];
+    uint8_t args[N][16];
+    for (int i = 0; i < N; i++) {
+        cel_msg m;
+        tc_msg(&m, CEL_OP_ENQUEUE);
+        snprintf(names[i], sizeof names[i], "own.t%d", i);
+        snprintf(ids[i], sizeof ids[i], "own-%d", i);
+        /* [i, "a<i>"] */
+        args[i][0] = 0x92, args[i][1] = (uint8_t)i, args[i][2] = 0xa2, args[i][3] = 'a';
+        args[i][4] = (uint8_t)('0' + i);
+        m.seq = ++p.seq, m.queue = cel_str_c("own"), m.task = cel_str_c(names[i]);
+        m.id = cel_str_c(ids[i]), m.args.bytes = args[i], m.args.len = 5;
+        m.priority = prio[i], m.soft_ms = 1000 + (uint64_t)i;
+        cel_msg_set(&m, CEL_F_SEQ), cel_msg_set(&m, CEL_F_QUEUE), cel_msg_set(&m, CEL_F_TASK);
+        cel_msg_set(&m, CEL_F_ID), cel_msg_set(&m, CEL_F_ARGS), cel_msg_set(&m, CEL_F_PRIORITY);
+        cel_msg_set(&m, CEL_F_SOFT_MS);
+        CU_ASSERT_FATAL(cel_msg_encode(&frames, &m, UINT32_MAX, NULL) == CEL_OK);
+    }
+    CU_ASSERT_FATAL(tc_send_raw(&p, frames.data, frames.len));
+    cel_buf_free(&frames);
+    int got = 0, right = 0;
+    bool old = false;
+    for (const cel_msg *t; got < N + 1 && (t = tc_recv(&w, 3000));) {
+        if (t->op != CEL_OP_TASK) continue;
+        got++;
+        if (!strcmp(tc_s(t->id), "own-old")) {
+            old = !strcmp(tc_s(t->task), "older");
+            continue;
+        }
+        int i = atoi(tc_s(t->id) + 4);
+        if (i < 0 || i >= N) continue;
+        const msgpack_object *a = t->args.obj;
+        bool args_ok = a && a->type == MSGPACK_OBJECT_ARRAY && a->via.array.size == 2 &&
+                       a->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+                       a->via.array.ptr[0].via.u64 == (uint64_t)i &&
+                       a->via.array.ptr[1].type == MSGPACK_OBJECT_STR &&
+                       a->via.array.ptr[1].via.str.size == 2 &&
+                       !memcmp(a->via.array.ptr[1].via.str.ptr, args[i] + 3, 2);
+        right += !strcmp(tc_s(t->id), ids[i]) && !strcmp(tc_s(t->task), names[i]) && args_ok &&
+                 t->soft_ms == 1000 + (uint64_t)i && t->attempt == 1;
+    }
+    CU_ASSERT_EQUAL(got, N + 1);
+    CU_ASSERT(old);
+    CU_ASSERT_EQUAL(right, N);
+    env_stop_pw(&e, &p, &w);
+}
+
 /* Pending waits are re-checked in Redis together, once a second, by one script call for up to
  * 1,000 of them; not each by a command of its own, sent from its own timer. */
 static void test_pending_waits_are_rechecked_together(void) {
@@ -605,6 +667,8 @@ int main(void) {
          test_tasks_reach_waiting_worker_without_poll_delay},
         {"a burst reaches a waiting worker written once",
          test_a_burst_reaches_a_waiting_worker_written_once},
+        {"tasks leased by their own call keep their bodies",
+         test_tasks_leased_by_their_own_call_keep_their_bodies},
         {"task left by an enqueue lease is dispatched",
          test_task_left_by_an_enqueue_lease_is_dispatched},
         {NULL, NULL}};

@@ -76,10 +76,17 @@ static void test_lease_reply_check(void) {
     CU_ASSERT(lease_reply_valid(r->element, 2));
     CU_ASSERT(lease_reply_valid(r->element, 0));
     freeReplyObject(r);
+    /* A task of the same enqueue call: its index in the call for a body. */
+    static const char own[] = "*5\r\n$2\r\nt1\r\n:3\r\n:1\r\n:42\r\n:30000\r\n";
+    r = resp(own, sizeof own - 1);
+    CU_ASSERT_FATAL(r && r->type == REDIS_REPLY_ARRAY);
+    CU_ASSERT(lease_reply_valid(r->element, 1));
+    freeReplyObject(r);
     const char *bad[] = {
         "*5\r\n:7\r\n$3\r\nabc\r\n:1\r\n:42\r\n:30000\r\n",            /* id not a string */
         "*5\r\n$0\r\n\r\n$3\r\nabc\r\n:1\r\n:42\r\n:30000\r\n",        /* empty id */
         "*5\r\n$2\r\nt1\r\n$-1\r\n:1\r\n:42\r\n:30000\r\n",            /* no body */
+        "*5\r\n$2\r\nt1\r\n:-1\r\n:1\r\n:42\r\n:30000\r\n",            /* index < 0 */
         "*5\r\n$2\r\nt1\r\n$3\r\nabc\r\n$1\r\n1\r\n:42\r\n:30000\r\n", /* attempt as text */
         "*5\r\n$2\r\nt1\r\n$3\r\nabc\r\n:1\r\n:-5\r\n:30000\r\n",      /* negative token */
         "*5\r\n$2\r\nt1\r\n$3\r\nabc\r\n:1\r\n:42\r\n*0\r\n",          /* lease_ms an array */
