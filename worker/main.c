@@ -38,6 +38,13 @@ static void usage(void) {
         "  --concurrency N          tasks run at once (default: number of CPUs)\n"
         "  --prefetch M             tasks held ready beyond those running (default 1); the worker\n"
         "                           asks the broker for concurrency + prefetch tasks at a time\n"
+        "  --pool-pipeline auto|on|off\n"
+        "                           prefork: write a busy child its next prefetched task, which\n"
+        "                           it starts without waiting for the worker (faster for short\n"
+        "                           tasks); but that task waits for the one ahead of it even if\n"
+        "                           another child goes idle first. auto (default): on with\n"
+        "                           --concurrency 1, where a prefetched task waits for the one\n"
+        "                           child anyway\n"
         "\n"
         "Time limits (a task's own soft_ms/hard_ms win over these):\n"
         "  --soft-limit-ms N        the task is told to stop (celeriac_task_should_stop);\n"
@@ -91,6 +98,7 @@ static void defaults(cel_worker_config *c) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     c->concurrency = cpus > 0 ? (int)cpus : 2;
     c->prefetch = 1;
+    c->pipeline_mode = -1;
     c->drain_timeout_ms = 30000, c->heartbeat_ms = 5000, c->abort_grace_ms = 2000;
     c->log_level = CEL_LOG_INFO;
     char host[64] = "worker";
@@ -105,6 +113,7 @@ enum {
     OPT_POOL,
     OPT_CONCURRENCY,
     OPT_PREFETCH,
+    OPT_PIPELINE,
     OPT_SOFT,
     OPT_HARD,
     OPT_DRAIN,
@@ -122,6 +131,7 @@ static const struct option longopts[] = {{"broker", 1, 0, OPT_BROKER},
                                          {"pool", 1, 0, OPT_POOL},
                                          {"concurrency", 1, 0, OPT_CONCURRENCY},
                                          {"prefetch", 1, 0, OPT_PREFETCH},
+                                         {"pool-pipeline", 1, 0, OPT_PIPELINE},
                                          {"soft-limit-ms", 1, 0, OPT_SOFT},
                                          {"hard-limit-ms", 1, 0, OPT_HARD},
                                          {"drain-timeout-ms", 1, 0, OPT_DRAIN},
@@ -162,6 +172,9 @@ static bool apply(cel_worker_config *c, int opt, char *val) {
                   : !strcmp(val, "solo")  ? CEL_POOL_SOLO
                                           : CEL_POOL_PREFORK;
         return !strcmp(val, "prefork") || !strcmp(val, "threads") || !strcmp(val, "solo");
+    case OPT_PIPELINE:
+        c->pipeline_mode = !strcmp(val, "on") ? 1 : !strcmp(val, "off") ? 0 : -1;
+        return !strcmp(val, "on") || !strcmp(val, "off") || !strcmp(val, "auto");
     case OPT_NAME:
         snprintf(c->name, sizeof c->name, "%s", val);
         return cel_utf8_valid(val, strlen(val)) && strlen(val) < sizeof c->name;
@@ -209,6 +222,12 @@ static int parse(cel_worker_config *c, int argc, char **argv) {
     }
     if (c->nbrokers == 0) c->brokers[c->nbrokers++] = "127.0.0.1:7878";
     if (c->pool == CEL_POOL_SOLO) c->concurrency = 1; /* one loop, one task at a time */
+    if (c->pipeline_mode == 1 && c->pool != CEL_POOL_PREFORK) {
+        fprintf(stderr, "celeriac-worker: --pool-pipeline on needs --pool prefork\n");
+        return 2;
+    }
+    c->pipeline = c->pool == CEL_POOL_PREFORK &&
+                  (c->pipeline_mode == 1 || (c->pipeline_mode < 0 && c->concurrency == 1));
     return 0;
 }
 

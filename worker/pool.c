@@ -18,6 +18,7 @@
 #define POOL_RESTART_RETRY_MS 1000
 
 static void slot_release(cel_slot *s);
+static void slot_promote(cel_slot *s);
 static void slot_readable(evutil_socket_t fd, short what, void *arg);
 static void slot_writable(evutil_socket_t fd, short what, void *arg);
 static void slot_timer(evutil_socket_t fd, short what, void *arg);
@@ -99,10 +100,37 @@ static void slot_writable(evutil_socket_t fd, short what, void *arg) {
     event_del(s->wev);
 }
 
+/* The task now in s starts (or is about to): its hard limit runs from here, or, cancelled while
+ * it waited, an abort's grace period. */
+static void slot_begin(cel_slot *s, uint64_t hard_ms, bool cancelled, int grace_ms) {
+    s->hard_ms = hard_ms, s->grace_ms = grace_ms;
+    s->busy = true, s->end = cancelled ? SLOT_END_CANCEL : SLOT_END_NONE;
+    s->hard_deadline_ms = hard_ms ? cel_now_ms() + (long long)hard_ms : 0;
+    /* A solo task cannot be interrupted: its hard limit is not enforced (documented). */
+    if (s->pool->solo) return;
+    if (cancelled)
+        arm_ms(s->timer, hard_ms && (long long)hard_ms < grace_ms ? (long long)hard_ms : grace_ms);
+    else if (hard_ms)
+        arm_ms(s->timer, (long long)hard_ms);
+}
+
+/* The runner goes on to the task queued behind the one whose outcome was just read: it starts
+ * it as soon as it has written that outcome. */
+static void slot_promote(cel_slot *s) {
+    memcpy(s->id, s->qid, sizeof s->id);
+    s->token = s->qtoken;
+    s->withdrawn = s->queued_withdrawn;
+    s->queued = s->queued_withdrawn = false;
+    cel_buf_reset(&s->qframe);
+    slot_begin(s, s->qhard_ms, s->queued_cancel, s->qgrace_ms);
+}
+
 /* The task's outcome as the pool reports it: a cancelled task fails as cancelled whatever its
  * handler returned, because the broker has already settled it that way. */
 void pool_report(cel_slot *s, cel_msg *o) {
     cel_pool *p = s->pool;
+    bool given_back = s->withdrawn && o->op == CEL_OP_FAIL && cel_str_eq(o->reason, "cancelled");
+    s->withdrawn = false;
     if (s->end == SLOT_END_CANCEL) {
         o->op = CEL_OP_FAIL;
         o->present &= ~(1ull << CEL_F_RESULT);
@@ -113,22 +141,21 @@ void pool_report(cel_slot *s, cel_msg *o) {
     }
     s->busy = false, s->end = SLOT_END_NONE;
     evtimer_del(s->timer);
-    p->cb(o, p->arg);
+    if (s->queued) slot_promote(s);
+    if (!given_back) p->cb(o, p->arg);
 }
 
-/* Reads a runner's outcomes with recv() straight into the decoder. At EOF reading stops; the
- * runner's end is reported by its kind (SIGCHLD for a child). */
-static void slot_readable(evutil_socket_t fd, short what, void *arg) {
-    (void)what;
-    cel_slot *s = arg;
+/* Reads a runner's outcomes with recv() straight into the decoder; false when nothing was
+ * there. At EOF reading stops; the runner's end is reported by its kind (SIGCHLD for a child). */
+static bool slot_read(cel_slot *s) {
     cel_pool *p = s->pool;
     uint8_t buf[16384];
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    ssize_t n = recv(s->fd, buf, sizeof buf, 0);
     if (n <= 0) {
         if (n == 0 || (errno != EAGAIN && errno != EINTR)) event_del(s->rev);
-        return;
+        return false;
     }
-    if (!cel_decoder_feed(&s->dec, buf, (size_t)n)) return;
+    if (!cel_decoder_feed(&s->dec, buf, (size_t)n)) return false;
     const uint8_t *body;
     uint32_t len;
     while (cel_decoder_next(&s->dec, &body, &len, NULL) == CEL_OK && body) {
@@ -138,6 +165,12 @@ static void slot_readable(evutil_socket_t fd, short what, void *arg) {
         if (cel_msg_decode(body, len, &p->zone, 0, &o, NULL) != CEL_OK || !s->busy) continue;
         pool_report(s, &o);
     }
+    return true;
+}
+
+static void slot_readable(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    slot_read(arg);
 }
 
 /* The failure of a task whose runner is gone, worded after why it went. */
@@ -164,16 +197,55 @@ static void report_lost(cel_pool *p, const cel_slot *task, const char *how) {
     p->cb(&o, p->arg);
 }
 
+/* A queued task that was cancelled before its runner went: it never starts anywhere. */
+static void report_unstarted_cancel(cel_slot *s) {
+    cel_msg o;
+    memset(&o, 0, sizeof o);
+    o.op = CEL_OP_FAIL, o.id = cel_str_c(s->qid), o.token = s->qtoken;
+    o.error = cel_str_c("cancelled before it started"), o.reason = cel_str_c("cancelled");
+    cel_msg_set(&o, CEL_F_ID), cel_msg_set(&o, CEL_F_TOKEN), cel_msg_set(&o, CEL_F_ERROR);
+    cel_msg_set(&o, CEL_F_RETRY), cel_msg_set(&o, CEL_F_REASON);
+    s->queued = false;
+    cel_buf_reset(&s->qframe);
+    s->pool->cb(&o, s->pool->arg);
+}
+
+/* The task queued behind a runner that went never started: the slot's new runner gets it. */
+static void slot_resume_queued(cel_slot *s) {
+    if (!s->queued) return;
+    if (s->queued_cancel) return report_unstarted_cancel(s);
+    if (s->queued_withdrawn) {
+        s->queued = s->queued_withdrawn = false;
+        return;
+    }
+    slot_send(s, s->qframe.data, s->qframe.len);
+    slot_promote(s);
+}
+
+/* A runner that died on its own (the pool did not end it) may have written outcomes and gone on
+ * to its queued task before it died: those outcomes are read first, so that the task it was
+ * really running is the one that counts as lost. The slot takes no task meanwhile. */
+static void slot_read_last(cel_slot *s) {
+    if (!s->queued || s->end != SLOT_END_NONE || s->fd < 0) return;
+    s->dying = true;
+    while (s->fd >= 0 && slot_read(s)) {
+    }
+    s->dying = false;
+}
+
 void pool_slot_lost(cel_slot *s, const char *how) {
     cel_pool *p = s->pool;
+    slot_read_last(s);
     slot_release(s);
     cel_slot task = *s; /* what it was running, before the slot is reused */
-    s->busy = false, s->end = SLOT_END_NONE;
+    s->busy = s->withdrawn = false, s->end = SLOT_END_NONE;
     /* A new runner first, so the outcome callback can already hand this slot a task. */
     if (!slot_start(s)) {
         log_error("pool: cannot start a new %s for slot %d: %s", p->ops->what, s->index,
                   strerror(errno));
         arm_ms(p->retry, POOL_RESTART_RETRY_MS);
+    } else {
+        slot_resume_queued(s);
     }
     if (task.busy)
         report_lost(p, &task, how);
@@ -201,7 +273,11 @@ static void pool_retry(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     cel_pool *p = arg;
     for (int i = 0; i < p->n; i++) {
-        if (p->slots[i].fd >= 0 || slot_start(&p->slots[i])) continue;
+        if (p->slots[i].fd >= 0) continue;
+        if (slot_start(&p->slots[i])) {
+            slot_resume_queued(&p->slots[i]);
+            continue;
+        }
         arm_ms(p->retry, POOL_RESTART_RETRY_MS);
         return;
     }
@@ -247,6 +323,7 @@ void pool_free(cel_pool *p) {
         slot_release(s);
         if (had_runner) p->ops->reap(s);
         if (s->timer) event_free(s->timer);
+        cel_buf_free(&s->qframe);
     }
     if (p->solo)
         solo_fini(p);
@@ -259,33 +336,61 @@ void pool_free(cel_pool *p) {
     free(p);
 }
 
+bool pool_set_pipeline(cel_pool *p, bool on) {
+    if (on && (p->solo || p->ops != &pool_prefork_ops)) return false;
+    p->pipeline = on;
+    return true;
+}
+
 int pool_busy(const cel_pool *p) {
     int n = 0;
-    for (int i = 0; i < p->n; i++) n += p->slots[i].busy;
+    for (int i = 0; i < p->n; i++) n += p->slots[i].busy + p->slots[i].queued;
     return n;
+}
+
+static bool slot_idle(const cel_slot *s) {
+    return !s->busy && !s->dying && (s->fd >= 0 || s->pool->solo);
+}
+
+/* Busy with a task it is not being made to end, and nothing queued behind it yet. */
+static bool slot_queueable(const cel_slot *s) {
+    return s->pool->pipeline && s->busy && !s->queued && !s->dying && s->fd >= 0 &&
+           s->end == SLOT_END_NONE;
 }
 
 int pool_idle(const cel_pool *p) {
     int n = 0;
-    for (int i = 0; i < p->n; i++) n += !p->slots[i].busy && (p->slots[i].fd >= 0 || p->solo);
+    for (int i = 0; i < p->n; i++) n += slot_idle(&p->slots[i]) || slot_queueable(&p->slots[i]);
     return n;
+}
+
+/* Writes the task behind the one s runs; its frame is kept until the runner starts it. */
+static bool slot_queue(cel_slot *s, const uint8_t *frame, size_t len, cel_str id, uint64_t token,
+                       uint64_t hard_ms) {
+    cel_buf_reset(&s->qframe);
+    if (!cel_buf_append(&s->qframe, frame, len)) return false;
+    slot_send(s, frame, len);
+    snprintf(s->qid, sizeof s->qid, "%.*s", (int)id.len, id.ptr);
+    s->qtoken = token, s->qhard_ms = hard_ms;
+    s->queued = true, s->queued_cancel = false;
+    return true;
 }
 
 bool pool_run_frame(cel_pool *p, const uint8_t *frame, size_t len, cel_str id, uint64_t token,
                     uint64_t hard_ms) {
     for (int i = 0; i < p->n; i++) {
         cel_slot *s = &p->slots[i];
-        if (s->busy || (s->fd < 0 && !p->solo)) continue;
+        if (!slot_idle(s)) continue;
         if (p->solo && !solo_run(s, frame, len)) return false;
         if (!p->solo) slot_send(s, frame, len);
         snprintf(s->id, sizeof s->id, "%.*s", (int)id.len, id.ptr);
-        s->token = token, s->hard_ms = hard_ms;
-        s->busy = true, s->end = SLOT_END_NONE;
-        s->hard_deadline_ms = hard_ms ? cel_now_ms() + (long long)hard_ms : 0;
-        /* A solo task cannot be interrupted: its hard limit is not enforced (documented). */
-        if (hard_ms && !p->solo) arm_ms(s->timer, (long long)hard_ms);
+        s->token = token;
+        slot_begin(s, hard_ms, false, 0);
         return true;
     }
+    for (int i = 0; i < p->n; i++)
+        if (slot_queueable(&p->slots[i]))
+            return slot_queue(&p->slots[i], frame, len, id, token, hard_ms);
     return false;
 }
 
@@ -298,28 +403,32 @@ bool pool_run(cel_pool *p, const cel_msg *task) {
     return pool_run_frame(p, p->out.data, p->out.len, t.id, t.token, t.hard_ms);
 }
 
+static bool names(const char *sid, uint64_t stoken, cel_str id, uint64_t token) {
+    return stoken == token && strlen(sid) == id.len && memcmp(sid, id.ptr, id.len) == 0;
+}
+
 static cel_slot *slot_running(const cel_pool *p, cel_str id, uint64_t token) {
     for (int i = 0; i < p->n; i++) {
         cel_slot *s = &p->slots[i];
-        if (s->busy && s->token == token && strlen(s->id) == id.len &&
-            memcmp(s->id, id.ptr, id.len) == 0)
-            return s;
+        if (s->busy && names(s->id, s->token, id, token)) return s;
+    }
+    return NULL;
+}
+
+static cel_slot *slot_queued(const cel_pool *p, cel_str id, uint64_t token) {
+    for (int i = 0; i < p->n; i++) {
+        cel_slot *s = &p->slots[i];
+        if (s->queued && names(s->qid, s->qtoken, id, token)) return s;
     }
     return NULL;
 }
 
 bool pool_running(const cel_pool *p, cel_str id, uint64_t token) {
-    return slot_running(p, id, token) != NULL;
+    return slot_running(p, id, token) || slot_queued(p, id, token);
 }
 
-void pool_abort(cel_pool *p, cel_str id, uint64_t token, int grace_ms) {
-    cel_slot *s = slot_running(p, id, token);
-    if (!s || s->end != SLOT_END_NONE) return;
-    if (p->solo) {
-        /* The event loop runs only between solo tasks: this one has not started, and will not. */
-        s->end = SLOT_END_CANCEL;
-        return;
-    }
+static void send_abort(cel_slot *s, cel_str id, uint64_t token) {
+    cel_pool *p = s->pool;
     cel_msg a;
     memset(&a, 0, sizeof a);
     a.op = CEL_OP_ABORT, a.id = id, a.token = token, a.reason = cel_str_c("cancelled");
@@ -327,6 +436,36 @@ void pool_abort(cel_pool *p, cel_str id, uint64_t token, int grace_ms) {
     cel_buf_reset(&p->out);
     if (cel_msg_encode(&p->out, &a, UINT32_MAX, NULL) == CEL_OK)
         slot_send(s, p->out.data, p->out.len);
+}
+
+/* A queued task is told too: its runner skips it, or if it starts it before reading the abort,
+ * the abort reaches it running, and its grace period starts when it does. */
+static void abort_queued(cel_pool *p, cel_str id, uint64_t token, int grace_ms) {
+    cel_slot *s = slot_queued(p, id, token);
+    if (!s || s->queued_cancel) return;
+    send_abort(s, id, token);
+    s->queued_cancel = true, s->qgrace_ms = grace_ms;
+}
+
+void pool_withdraw_queued(cel_pool *p) {
+    for (int i = 0; i < p->n; i++) {
+        cel_slot *s = &p->slots[i];
+        if (!s->queued || s->queued_cancel || s->queued_withdrawn) continue;
+        send_abort(s, cel_str_c(s->qid), s->qtoken);
+        s->queued_withdrawn = true;
+    }
+}
+
+void pool_abort(cel_pool *p, cel_str id, uint64_t token, int grace_ms) {
+    cel_slot *s = slot_running(p, id, token);
+    if (!s) return abort_queued(p, id, token, grace_ms);
+    if (s->end != SLOT_END_NONE) return;
+    if (p->solo) {
+        /* The event loop runs only between solo tasks: this one has not started, and will not. */
+        s->end = SLOT_END_CANCEL;
+        return;
+    }
+    send_abort(s, id, token);
     s->end = SLOT_END_CANCEL;
     s->grace_ms = grace_ms;
     /* The hard limit still applies if it comes first. */

@@ -30,6 +30,18 @@ typedef struct cel_slot {
     long long hard_deadline_ms; /* 0: none */
     int grace_ms;
     cel_slot_end end;
+    /* Pipelining (prefork): the task written to the runner behind the one it runs, which the
+     * runner starts as soon as it has written that one's outcome. Its frame is kept until then:
+     * if the child dies first, the task never started and a new child gets it. */
+    bool queued, queued_cancel;
+    /* Given back when the worker began to drain (the runner is told to skip it): a "cancelled"
+     * outcome of it is not reported, it goes back to the broker with the other waiting tasks. */
+    bool queued_withdrawn, withdrawn;
+    char qid[CEL_ID_MAX + 1];
+    uint64_t qtoken, qhard_ms;
+    int qgrace_ms;
+    cel_buf qframe;
+    bool dying; /* its runner is gone and its last outcomes are being read: takes no task */
 } cel_slot;
 
 typedef struct cel_pool_ops {
@@ -66,6 +78,7 @@ struct cel_pool {
     struct event *retry;   /* restarts runners that could not be started */
     msgpack_zone zone;
     cel_buf out;
+    bool pipeline; /* a busy runner may be written its next task (pool_set_pipeline) */
     /* solo */
     bool solo;
     cel_runner *runner;

@@ -1,7 +1,8 @@
 /* The runner: the loop a pool slot (child process or thread) runs, and the task context that
  * implements celeriac/task.h. It reads one task frame at a time from its end of a socketpair,
- * runs the handler and writes back an ack or fail frame. While a task runs, the only thing the
- * pool writes to it is an abort frame; the task sees it through celeriac_task_cancelled. */
+ * runs the handler and writes back an ack or fail frame. While a task runs, the pool may write
+ * an abort frame (of that task: the task sees it through celeriac_task_cancelled) and, when it
+ * pipelines, the next task with its own abort should it be cancelled before it starts. */
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -28,6 +29,13 @@ struct celeriac_task_ctx {
     bool cancelled;
     int progress; /* last logged percentage, -1: none yet */
     int fd;
+    uint64_t token; /* the running task's, to tell its abort from another's */
+    /* A task frame the pool wrote behind the running one (pipelined pool), read by a cancel
+     * check and left for the loop; aborted: an abort of it came too. */
+    cel_buf next;
+    bool has_next, next_aborted;
+    char next_id[CEL_ID_MAX + 1];
+    uint64_t next_token;
     /* Bytes read from fd but not yet taken: one read() brings a task's header and body (and
      * whatever follows), where reading them apart took two system calls per task. */
     size_t in_off, in_len;
@@ -142,18 +150,58 @@ static bool read_frame(celeriac_task_ctx *c, cel_buf *body) {
     return take(c, body->data, len);
 }
 
+/* The op and the task a frame from the pool names (its decoding is not kept). */
+static bool frame_names(const cel_buf *f, cel_op *op, char *id, size_t cap, uint64_t *token) {
+    msgpack_zone z;
+    msgpack_zone_init(&z, 1024);
+    cel_msg m;
+    bool ok = cel_msg_decode(f->data, f->len, &z, CEL_HARD_MAX_DEPTH, &m, NULL) == CEL_OK;
+    if (ok) {
+        *op = m.op, *token = m.token;
+        snprintf(id, cap, "%.*s", (int)m.id.len, m.id.ptr ? m.id.ptr : "");
+    }
+    msgpack_zone_destroy(&z);
+    return ok;
+}
+
+/* Reads one frame the pool wrote while a task ran or was about to start: an abort of that task
+ * (cancelled), the task queued behind it (kept in next), or an abort of that one. Anything else
+ * of ours is not sent here; what cannot be read counts as the pool giving up: false. */
+static bool read_control(celeriac_task_ctx *c) {
+    cel_buf f;
+    cel_buf_init(&f);
+    cel_op op;
+    char id[CEL_ID_MAX + 1];
+    uint64_t token;
+    bool ok = read_frame(c, &f) && frame_names(&f, &op, id, sizeof id, &token);
+    if (ok && op == CEL_OP_TASK && !c->has_next) {
+        cel_buf spare = c->next;
+        c->next = f, f = spare;
+        c->has_next = true, c->next_aborted = false, c->next_token = token;
+        snprintf(c->next_id, sizeof c->next_id, "%s", id);
+    } else if (ok && op == CEL_OP_ABORT) {
+        if (token == c->token && !strcmp(id, c->id)) c->cancelled = true;
+        if (c->has_next && token == c->next_token && !strcmp(id, c->next_id))
+            c->next_aborted = true;
+    } else {
+        ok = false;
+    }
+    cel_buf_free(&f);
+    return ok;
+}
+
+static bool readable(int fd) {
+    struct pollfd p = {fd, POLLIN, 0};
+    return poll(&p, 1, 0) == 1;
+}
+
 bool celeriac_task_cancelled(celeriac_task_ctx *c) {
-    struct pollfd p = {c->fd, POLLIN, 0};
     if (c->cancelled || c->fd < 0) return c->cancelled;
-    if (c->in_off == c->in_len && poll(&p, 1, 0) != 1) return false;
-    /* An abort frame, or EOF: the pool gave up on this task (or is going away). Either way
-     * nobody waits for its result any more. */
-    cel_buf b;
-    cel_buf_init(&b);
-    (void)read_frame(c, &b);
-    cel_buf_free(&b);
-    c->cancelled = true;
-    return true;
+    /* EOF or a frame that is neither a task nor an abort: the pool gave up on this task (or is
+     * going away). Either way nobody waits for its result any more. */
+    while (!c->cancelled && (c->in_off < c->in_len || readable(c->fd)))
+        if (!read_control(c)) c->cancelled = true;
+    return c->cancelled;
 }
 
 bool celeriac_task_should_stop(celeriac_task_ctx *c) {
@@ -183,14 +231,24 @@ static void copy_str(char *dst, size_t cap, cel_str s) {
     snprintf(dst, cap, "%.*s", (int)s.len, s.ptr ? s.ptr : "");
 }
 
-static int run_one(celeriac_task_ctx *ctx, const celeriac_registry *r, const cel_msg *t) {
+/* The context of task t, before it runs (or is skipped). */
+static void begin_task(celeriac_task_ctx *ctx, const cel_msg *t) {
     copy_str(ctx->id, sizeof ctx->id, t->id);
     copy_str(ctx->name, sizeof ctx->name, t->task);
     copy_str(ctx->queue, sizeof ctx->queue, t->queue);
     ctx->attempt = (unsigned)t->attempt;
+    ctx->token = t->token;
     ctx->nil.type = MSGPACK_OBJECT_NIL;
     ctx->args = t->args.obj ? t->args.obj : &ctx->nil;
     ctx->has_result = false, ctx->cancelled = false, ctx->error[0] = 0, ctx->progress = -1;
+    ctx->soft_deadline_ms = 0;
+}
+
+static int run_one(celeriac_task_ctx *ctx, const celeriac_registry *r, const cel_msg *t) {
+    if (ctx->cancelled) {
+        celeriac_task_error(ctx, "cancelled before it started");
+        return CELERIAC_TASK_FATAL;
+    }
     ctx->soft_deadline_ms = t->soft_ms ? cel_now_ms() + (long long)t->soft_ms : 0;
     ctx->handler = registry_find(r, t->task.ptr, t->task.len);
     if (!ctx->handler) {
@@ -272,18 +330,31 @@ void runner_loop(int fd, const celeriac_registry *r) {
     memset(&ctx, 0, sizeof ctx);
     ctx.fd = fd;
     cel_buf frame, out;
-    cel_buf_init(&frame), cel_buf_init(&out), cel_buf_init(&ctx.result);
+    cel_buf_init(&frame), cel_buf_init(&out), cel_buf_init(&ctx.result), cel_buf_init(&ctx.next);
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
     for (;;) {
         reopen_log_if_asked();
-        if (!read_frame(&ctx, &frame)) break;
+        bool aborted = false;
+        if (ctx.has_next) {
+            cel_buf spare = frame;
+            frame = ctx.next, ctx.next = spare;
+            ctx.has_next = false, aborted = ctx.next_aborted;
+        } else if (!read_frame(&ctx, &frame)) {
+            break;
+        }
         cel_msg t;
         if (!decode_task(frame.data, frame.len, &zone, &t)) continue;
+        begin_task(&ctx, &t);
+        /* An abort of it written before this runner read it is behind it, often in the same
+         * read: such a task is not started (looked for in what was read, never waited for). */
+        while (!aborted && !ctx.cancelled && ctx.in_off < ctx.in_len)
+            if (!read_control(&ctx)) ctx.cancelled = true;
+        ctx.cancelled |= aborted;
         int rc = run_one(&ctx, r, &t);
         write_outcome(fd, &out, &ctx, &t, rc);
     }
-    cel_buf_free(&frame), cel_buf_free(&out), cel_buf_free(&ctx.result);
+    cel_buf_free(&frame), cel_buf_free(&out), cel_buf_free(&ctx.result), cel_buf_free(&ctx.next);
     msgpack_zone_destroy(&zone);
 }
 
@@ -313,6 +384,7 @@ bool runner_run(cel_runner *rn, const uint8_t *frame, size_t len, cel_msg *outco
         body != len - CEL_FRAME_HEADER ||
         !decode_task(frame + CEL_FRAME_HEADER, body, &rn->zone, &t))
         return false;
+    begin_task(&rn->ctx, &t);
     int rc = run_one(&rn->ctx, rn->reg, &t);
     make_outcome(outcome, &rn->ctx, &t, rc);
     return true;

@@ -532,6 +532,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     if (sig == SIGQUIT) return stop_now(w, "SIGQUIT");
     if (w->draining) return stop_now(w, "second SIGTERM/SIGINT");
     w->draining = true;
+    pool_withdraw_queued(w->pool);
     log_info("draining: no new tasks; up to %d ms for %d running ones", w->cfg->drain_timeout_ms,
              pool_busy(w->pool));
     send_consume(w);
@@ -590,6 +591,7 @@ int worker_run(const cel_worker_config *cfg, const celeriac_registry *reg) {
     /* The pool forks before the broker connection exists, so the first children never see its
      * socket (replacements close it, see pool_prefork.c). */
     w.pool = pool_new(w.base, cfg->pool, cfg->concurrency, reg, on_outcome, &w);
+    if (w.pool && !pool_set_pipeline(w.pool, cfg->pipeline)) return 1; /* main.c checked it */
     cel_conn_opts o = {.brokers = cfg->brokers,
                        .nbrokers = cfg->nbrokers,
                        .role = "worker",
@@ -605,9 +607,9 @@ int worker_run(const cel_worker_config *cfg, const celeriac_registry *reg) {
         worker_free(&w);
         return 1;
     }
-    log_info("worker %s: %s pool of %d, prefetch %d, %zu queues, %zu brokers", cfg->name,
-             cel_pool_kind_name(cfg->pool), cfg->concurrency, cfg->prefetch, cfg->nqueues,
-             cfg->nbrokers);
+    log_info("worker %s: %s pool of %d%s, prefetch %d, %zu queues, %zu brokers", cfg->name,
+             cel_pool_kind_name(cfg->pool), cfg->concurrency, cfg->pipeline ? " (pipelined)" : "",
+             cfg->prefetch, cfg->nqueues, cfg->nbrokers);
     event_base_dispatch(w.base);
     log_info("stopped after %llu tasks", w.done);
     worker_free(&w);

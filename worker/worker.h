@@ -45,7 +45,8 @@ int builtin_register(celeriac_registry *r);
 /* ---- runner.c: runs one task at a time for a pool slot -------------------------------------- */
 
 /* Reads task frames from fd, runs their handlers and writes ack/fail frames back, until fd
- * reaches EOF. An abort frame arriving while a task runs sets its cancelled flag. */
+ * reaches EOF. An abort frame of the running task sets its cancelled flag; a task frame read
+ * meanwhile (a pipelining pool) runs next, unless an abort of it came too. */
 void runner_loop(int fd, const celeriac_registry *r);
 /* SIGHUP handler for prefork children: the runner reopens the log between tasks. */
 void runner_on_sighup(int sig);
@@ -73,15 +74,25 @@ cel_pool *pool_new(struct event_base *base, cel_pool_kind kind, int size,
 /* Stops every runner: idle ones see EOF and exit, busy ones are killed (prefork) or abandoned
  * (threads). Reports no outcomes. */
 void pool_free(cel_pool *p);
+/* Pipelining (prefork only; false for the other kinds): a runner busy with one task may also be
+ * written the next, which it starts without waiting for the pool between the two. A task so
+ * queued waits for the one ahead of it even when another runner goes idle first. */
+bool pool_set_pipeline(cel_pool *p, bool on);
+/* Draining: tasks queued behind running ones go back (their runners skip them; one that started
+ * anyway and stops when told is not reported, and one that finishes is). */
+void pool_withdraw_queued(cel_pool *p);
+/* How many more tasks the pool takes now (idle runners, and with pipelining, busy ones with
+ * nothing queued behind); and how many it holds (running or queued). */
 int pool_idle(const cel_pool *p);
 int pool_busy(const cel_pool *p);
-/* Hands a task to an idle slot; false if none is idle. task->soft_ms / hard_ms are the limits
- * that apply (flags already merged in). */
+/* Hands a task to an idle slot, or with pipelining queues it behind a busy one; false if
+ * neither can take it. task->soft_ms / hard_ms are the limits that apply (flags already merged
+ * in); a hard limit runs from when the runner starts the task. */
 bool pool_run(cel_pool *p, const cel_msg *task);
 /* Same with the task already encoded as a whole frame. */
 bool pool_run_frame(cel_pool *p, const uint8_t *frame, size_t len, cel_str id, uint64_t token,
                     uint64_t hard_ms);
-/* The task id/token is running? */
+/* The task id/token is running, or queued to run? */
 bool pool_running(const cel_pool *p, cel_str id, uint64_t token);
 /* Tells the task its run is cancelled; if it has not returned grace_ms later its child is
  * killed (or its thread abandoned). Its outcome is then fail {reason "cancelled", retry false}
@@ -103,6 +114,8 @@ typedef struct cel_worker_config {
     size_t nqueues;
     cel_pool_kind pool;
     int concurrency, prefetch;
+    bool pipeline;     /* prefork: write a busy child its next task (see pool_set_pipeline) */
+    int pipeline_mode; /* as given: 1 on, 0 off, -1 auto (on with concurrency 1) */
     uint64_t soft_limit_ms, hard_limit_ms; /* defaults for tasks that carry none; 0: none */
     int drain_timeout_ms, heartbeat_ms, abort_grace_ms;
     cel_log_level log_level;

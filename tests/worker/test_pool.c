@@ -28,6 +28,12 @@ typedef struct got {
 } got;
 
 static got last;
+/* Every outcome by task id, in order (the pipelined pool's tests run several at once). */
+static struct {
+    char id[32], reason[32], error[64];
+    cel_op op;
+} seen[64];
+static int nseen;
 static struct event_base *base;
 static celeriac_registry reg;
 
@@ -35,6 +41,15 @@ static void on_outcome(const cel_msg *m, void *arg) {
     (void)arg;
     last.n++;
     last.op = m->op, last.retry = m->retry;
+    if (nseen < 64) {
+        snprintf(seen[nseen].id, sizeof seen[nseen].id, "%.*s", (int)m->id.len,
+                 m->id.ptr ? m->id.ptr : "");
+        snprintf(seen[nseen].reason, sizeof seen[nseen].reason, "%.*s", (int)m->reason.len,
+                 m->reason.ptr ? m->reason.ptr : "");
+        snprintf(seen[nseen].error, sizeof seen[nseen].error, "%.*s", (int)m->error.len,
+                 m->error.ptr ? m->error.ptr : "");
+        seen[nseen++].op = m->op;
+    }
     snprintf(last.error, sizeof last.error, "%.*s", (int)m->error.len,
              m->error.ptr ? m->error.ptr : "");
     snprintf(last.reason, sizeof last.reason, "%.*s", (int)m->reason.len,
@@ -370,6 +385,113 @@ static void test_prefork_abort_grace_then_kill(void) {
     pool_free(p);
 }
 
+/* The outcome of task id as "ack" or "fail:<reason>" ("none" if there was none), and where it
+ * came among the outcomes seen. */
+static const char *outcome_of(const char *id, int *at) {
+    static char out[64];
+    for (int i = 0; i < nseen; i++) {
+        if (strcmp(seen[i].id, id) != 0) continue;
+        if (at) *at = i;
+        if (seen[i].op == CEL_OP_ACK) return "ack";
+        snprintf(out, sizeof out, "fail:%s", seen[i].reason);
+        return out;
+    }
+    return "none";
+}
+
+/* Submits a pair: a runs, b (t.data) is queued behind it in the same child; nothing more fits.
+ * Their tokens, for aborts. */
+static uint64_t token_a, token_b;
+static void pair(cel_pool *p, const char *a, const char *ta, const uint8_t *args, size_t len,
+                 uint64_t hard_ms, const char *b) {
+    token_a = next_token;
+    CU_ASSERT_FATAL(submit(p, a, ta, args, len, 0, hard_ms));
+    token_b = next_token;
+    CU_ASSERT_FATAL(submit(p, b, "t.data", NULL, 0, 0, 0));
+    CU_ASSERT_EQUAL(pool_busy(p), 2);
+    CU_ASSERT_EQUAL(pool_idle(p), 0);
+    CU_ASSERT_FALSE(submit(p, "third", "t.data", NULL, 0, 0, 0));
+}
+
+/* Pipelining: a busy child is written its next task, which it runs right after; what is done to
+ * one task (its cancel check seeing the next task's frame, an abort, a crash, a hard limit)
+ * stays with that task, and a queued task that never started is not lost. */
+static void test_prefork_pipeline_keeps_tasks_apart(void) {
+    cel_pool *t = pool_new(base, CEL_POOL_THREADS, 1, &reg, on_outcome, NULL);
+    CU_ASSERT_FATAL(t != NULL);
+    CU_ASSERT_FALSE(pool_set_pipeline(t, true)); /* prefork only */
+    pool_free(t);
+    cel_pool *p = pool_new(base, CEL_POOL_PREFORK, 1, &reg, on_outcome, NULL);
+    CU_ASSERT_FATAL(p != NULL && pool_set_pipeline(p, true));
+    nseen = 0;
+    static const uint8_t fifth[] = {0x91, 0xcb, 0x3f, 0xc9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a};
+    int n = last.n, at_a = -1, at_b = -1;
+    /* celeriac.sleep checks for cancels while it sleeps; the next task's frame is not one. */
+    pair(p, "a", "celeriac.sleep", fifth, sizeof fifth, 0, "b");
+    CU_ASSERT_FATAL(loop_until(n + 2, 5000));
+    CU_ASSERT_STRING_EQUAL(outcome_of("a", &at_a), "ack");
+    CU_ASSERT_STRING_EQUAL(outcome_of("b", &at_b), "ack");
+    CU_ASSERT(at_a < at_b);
+    /* Aborting the queued task: it never starts. */
+    n = last.n;
+    pair(p, "c", "celeriac.sleep", fifth, sizeof fifth, 0, "d");
+    pool_abort(p, cel_str_c("d"), token_b, 5000);
+    CU_ASSERT_FATAL(loop_until(n + 2, 5000));
+    CU_ASSERT_STRING_EQUAL(outcome_of("c", NULL), "ack");
+    CU_ASSERT_STRING_EQUAL(outcome_of("d", &at_b), "fail:cancelled");
+    CU_ASSERT_STRING_EQUAL(seen[at_b].error, "cancelled before it started");
+    /* Aborting the running one: the queued one still runs. */
+    n = last.n;
+    pair(p, "e", "celeriac.sleep", five_s, sizeof five_s, 0, "f");
+    loop_until(n + 1, 100);
+    pool_abort(p, cel_str_c("e"), token_a, 5000);
+    CU_ASSERT_FATAL(loop_until(n + 2, 3000));
+    CU_ASSERT_STRING_EQUAL(outcome_of("e", NULL), "fail:cancelled");
+    CU_ASSERT_STRING_EQUAL(outcome_of("f", NULL), "ack");
+    /* A crash, and a hard limit: only the running task fails; the queued one runs on the new
+     * child (it never started, so it is not lost, nor counted against). */
+    n = last.n;
+    pair(p, "g", "celeriac.crash", NULL, 0, 0, "h");
+    CU_ASSERT_FATAL(loop_until(n + 2, 5000));
+    CU_ASSERT_STRING_EQUAL(outcome_of("g", NULL), "fail:worker_lost");
+    CU_ASSERT_STRING_EQUAL(outcome_of("h", NULL), "ack");
+    n = last.n;
+    pair(p, "i", "t.spin", NULL, 0, 200, "j");
+    CU_ASSERT_FATAL(loop_until(n + 2, 5000));
+    CU_ASSERT_STRING_EQUAL(outcome_of("i", NULL), "fail:timeout");
+    CU_ASSERT_STRING_EQUAL(outcome_of("j", NULL), "ack");
+    /* A crash with a cancelled task queued: that one is reported cancelled, not run. */
+    n = last.n;
+    pair(p, "k", "celeriac.crash", NULL, 0, 0, "l");
+    pool_abort(p, cel_str_c("l"), token_b, 5000);
+    CU_ASSERT_FATAL(loop_until(n + 2, 5000));
+    CU_ASSERT_STRING_EQUAL(outcome_of("k", NULL), "fail:worker_lost");
+    CU_ASSERT_STRING_EQUAL(outcome_of("l", NULL), "fail:cancelled");
+    /* The child finishes one task and dies in the next before the pool reads the first one's
+     * outcome (its socket is not watched here until the child's death is): that outcome stands,
+     * and the crash is the second task's. */
+    n = last.n;
+    CU_ASSERT_FATAL(submit(p, "o1", "t.data", NULL, 0, 0, 0));
+    CU_ASSERT_FATAL(submit(p, "o2", "celeriac.crash", NULL, 0, 0, 0));
+    event_del(p->slots[0].rev);
+    th_sleep_ms(300);
+    CU_ASSERT_FATAL(loop_until(n + 2, 5000));
+    CU_ASSERT_STRING_EQUAL(outcome_of("o1", NULL), "ack");
+    CU_ASSERT_STRING_EQUAL(outcome_of("o2", NULL), "fail:worker_lost");
+    /* Draining: the queued task is given back, not run and not reported (the broker gets it
+     * back with the worker's other waiting tasks). */
+    n = last.n;
+    pair(p, "m", "celeriac.sleep", fifth, sizeof fifth, 0, "n");
+    pool_withdraw_queued(p);
+    CU_ASSERT_FATAL(loop_until(n + 1, 5000));
+    loop_until(n + 2, 300);
+    CU_ASSERT_STRING_EQUAL(outcome_of("m", NULL), "ack");
+    CU_ASSERT_STRING_EQUAL(outcome_of("n", NULL), "none");
+    CU_ASSERT_EQUAL(pool_busy(p), 0);
+    CU_ASSERT_EQUAL(pool_idle(p), 1);
+    pool_free(p);
+}
+
 /* A child keeps its runner socket and the parent's files (a log), nothing else: a socket or pipe
  * of the parent's held by a child would outlive the parent, and the broker would not see the
  * worker go. */
@@ -416,6 +538,7 @@ int main(void) {
         {"prefork child keeps only its runner socket and files",
          test_prefork_child_keeps_only_its_socket_and_files},
         {"pool_free leaves no children", test_pool_free_leaves_no_children},
+        {"prefork pipeline keeps tasks apart", test_prefork_pipeline_keeps_tasks_apart},
         {NULL, NULL}};
     int rc = th_run("pool", tests);
     event_base_free(base);

@@ -119,6 +119,36 @@ static void test_sigterm_drain_loses_nothing(void) {
     env_stop(&e);
 }
 
+/* With one child, the worker pipelines by default: the child is written its next task while it
+ * runs one. At SIGTERM that queued task has not started: it is given back like any prefetched
+ * one (runs on the next worker, second delivery), not run during the drain. */
+static void test_sigterm_drain_gives_back_the_task_queued_in_a_child(void) {
+    env e;
+    char *flags[] = {"--concurrency", "1", "--prefetch", "4", NULL};
+    CU_ASSERT_FATAL(env_start(&e, NULL, flags));
+    CU_ASSERT(file_wait(e.worker.log, "prefork pool of 1 (pipelined)", 3000));
+    char ids[4][16];
+    for (int i = 0; i < 4; i++) {
+        snprintf(ids[i], sizeof ids[i], "q%d", i);
+        enqueue(&e.p, ids[i], "celeriac.sleep", ARGS_SLEEP_0_25, sizeof ARGS_SLEEP_0_25);
+    }
+    CU_ASSERT_FATAL(wait_state(&e.p, "q0", "active", 5000));
+    th_sleep_ms(50);
+    int st = th_proc_stop(&e.worker, SIGTERM);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CU_ASSERT_FATAL(th_worker_start(&e.worker, e.broker.port, flags));
+    int done = 0;
+    for (int i = 0; i < 4; i++) {
+        const cel_msg *r = finish(&e.p, ids[i]);
+        done += !strcmp(tc_s(r->state), "succeeded");
+        CU_ASSERT_EQUAL(r->attempt, i == 0 ? 1 : 2); /* q1 was the one queued in the child */
+    }
+    CU_ASSERT_EQUAL(done, 4);
+    CU_ASSERT_EQUAL(broker_stat(&e.p, "acked"), 4);
+    CU_ASSERT_EQUAL(broker_stat(&e.p, "failed"), 0);
+    env_stop(&e);
+}
+
 /* A task still running when the drain timeout ends goes back at once (not after its 30 s lease)
  * and runs again on the next worker. */
 static void test_drain_timeout_returns_running_tasks_at_once(void) {
@@ -359,6 +389,8 @@ int main(void) {
         {"worker that lost its lease gives up the task",
          test_worker_that_lost_its_lease_gives_up_the_task},
         {"SIGTERM drain loses nothing", test_sigterm_drain_loses_nothing},
+        {"SIGTERM drain gives back the task queued in a child",
+         test_sigterm_drain_gives_back_the_task_queued_in_a_child},
         {"drain timeout returns running tasks at once",
          test_drain_timeout_returns_running_tasks_at_once},
         {"SIGQUIT stops at once", test_sigquit_stops_at_once},
