@@ -287,24 +287,12 @@ static void test_flags_help_and_start_up_errors(void) {
     char *help[] = {"--help", NULL};
     int st = run_worker_cli(help, out);
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    const char *documented[] = {"--broker",
-                                "--queues",
-                                "--name",
-                                "--plugin",
-                                "--pool",
-                                "--concurrency",
-                                "--prefetch",
-                                "--soft-limit-ms",
-                                "--hard-limit-ms",
-                                "--abort-grace-ms",
-                                "--drain-timeout-ms",
-                                "--heartbeat-ms",
-                                "--log-level",
-                                "--log-file",
-                                "SIGTERM",
-                                "SIGQUIT",
-                                "SIGHUP",
-                                "celeriac.crash"};
+    const char *documented[] = {
+        "--broker",        "--queues",        "--name",           "--plugin",
+        "--pool",          "--concurrency",   "--prefetch",       "--pool-pipeline",
+        "--soft-limit-ms", "--hard-limit-ms", "--abort-grace-ms", "--drain-timeout-ms",
+        "--heartbeat-ms",  "--log-level",     "--log-file",       "SIGTERM",
+        "SIGQUIT",         "SIGHUP",          "celeriac.crash"};
     for (size_t i = 0; i < sizeof documented / sizeof *documented; i++) {
         CU_ASSERT(file_count(out, documented[i]) > 0);
         if (!file_count(out, documented[i])) fprintf(stderr, "\n--help lacks %s\n", documented[i]);
@@ -317,6 +305,13 @@ static void test_flags_help_and_start_up_errors(void) {
         CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 2);
     }
     CU_ASSERT(file_count(out, "see --help") > 0);
+    char *pipeline_bad[] = {"--pool-pipeline", "sometimes", NULL};
+    st = run_worker_cli(pipeline_bad, out);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    char *pipeline_threads[] = {"--pool", "threads", "--pool-pipeline", "on", NULL};
+    st = run_worker_cli(pipeline_threads, out);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    CU_ASSERT(file_count(out, "--pool-pipeline on needs --pool prefork") == 1);
     char *missing[] = {"--plugin", "/nonexistent/libnothing.so", "--broker", "127.0.0.1:1", NULL};
     st = run_worker_cli(missing, out);
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 1);
