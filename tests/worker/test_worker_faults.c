@@ -87,6 +87,16 @@ static void test_worker_that_lost_its_lease_gives_up_the_task(void) {
     env_stop(&e);
 }
 
+/* Enqueues n tasks of 0.25 s named <prefix>0.., and waits until the first one has run 50 ms. */
+static void start_sleepers(env *e, char ids[][16], int n, const char *prefix) {
+    for (int i = 0; i < n; i++) {
+        snprintf(ids[i], 16, "%s%d", prefix, i);
+        enqueue(&e->p, ids[i], "celeriac.sleep", ARGS_SLEEP_0_25, sizeof ARGS_SLEEP_0_25);
+    }
+    CU_ASSERT_FATAL(wait_state(&e->p, ids[0], "active", 5000));
+    th_sleep_ms(50);
+}
+
 /* SIGTERM with tasks running and prefetched: running ones finish, the worker exits 0, and the
  * prefetched ones go back to the broker; a new worker finishes them. */
 static void test_sigterm_drain_loses_nothing(void) {
@@ -94,12 +104,7 @@ static void test_sigterm_drain_loses_nothing(void) {
     char *flags[] = {"--concurrency", "2", "--prefetch", "4", NULL};
     CU_ASSERT_FATAL(env_start(&e, NULL, flags));
     char ids[8][16];
-    for (int i = 0; i < 8; i++) {
-        snprintf(ids[i], sizeof ids[i], "d%d", i);
-        enqueue(&e.p, ids[i], "celeriac.sleep", ARGS_SLEEP_0_25, sizeof ARGS_SLEEP_0_25);
-    }
-    CU_ASSERT_FATAL(wait_state(&e.p, "d0", "active", 5000));
-    th_sleep_ms(50);
+    start_sleepers(&e, ids, 8, "d");
     long long t0 = th_now_ms();
     int st = th_proc_stop(&e.worker, SIGTERM);
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -128,12 +133,7 @@ static void test_sigterm_drain_gives_back_the_task_queued_in_a_child(void) {
     CU_ASSERT_FATAL(env_start(&e, NULL, flags));
     CU_ASSERT(file_wait(e.worker.log, "prefork pool of 1 (pipelined)", 3000));
     char ids[4][16];
-    for (int i = 0; i < 4; i++) {
-        snprintf(ids[i], sizeof ids[i], "q%d", i);
-        enqueue(&e.p, ids[i], "celeriac.sleep", ARGS_SLEEP_0_25, sizeof ARGS_SLEEP_0_25);
-    }
-    CU_ASSERT_FATAL(wait_state(&e.p, "q0", "active", 5000));
-    th_sleep_ms(50);
+    start_sleepers(&e, ids, 4, "q");
     int st = th_proc_stop(&e.worker, SIGTERM);
     CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     CU_ASSERT_FATAL(th_worker_start(&e.worker, e.broker.port, flags));
