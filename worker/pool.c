@@ -173,41 +173,41 @@ static void slot_readable(evutil_socket_t fd, short what, void *arg) {
     slot_read(arg);
 }
 
-/* The failure of a task whose runner is gone, worded after why it went. */
-static void report_lost(cel_pool *p, const cel_slot *task, const char *how) {
-    char why[300];
+/* Reports a failure the pool itself decided (the runner sent none). */
+static void report_fail(cel_pool *p, const char *id, uint64_t token, const char *error,
+                        const char *reason, bool retry) {
     cel_msg o;
     memset(&o, 0, sizeof o);
-    o.op = CEL_OP_FAIL, o.id = cel_str_c(task->id), o.token = task->token;
-    if (task->end == SLOT_END_TIMEOUT) {
-        snprintf(why, sizeof why, "hard time limit of %llu ms exceeded: %s %s",
-                 (unsigned long long)task->hard_ms, p->ops->what, how);
-        o.reason = cel_str_c("timeout"), o.retry = true;
-    } else if (task->end == SLOT_END_CANCEL) {
-        snprintf(why, sizeof why, "cancelled: %s %s", p->ops->what, how);
-        o.reason = cel_str_c("cancelled"), o.retry = false;
-    } else {
-        snprintf(why, sizeof why, "worker %s %s while running the task", p->ops->what, how);
-        o.reason = cel_str_c("worker_lost"), o.retry = true;
-    }
-    log_warn("task %s: %s", task->id, why);
-    o.error = cel_str_c(why);
+    o.op = CEL_OP_FAIL, o.id = cel_str_c(id), o.token = token;
+    o.error = cel_str_c(error), o.reason = cel_str_c(reason), o.retry = retry;
     cel_msg_set(&o, CEL_F_ID), cel_msg_set(&o, CEL_F_TOKEN), cel_msg_set(&o, CEL_F_ERROR);
     cel_msg_set(&o, CEL_F_RETRY), cel_msg_set(&o, CEL_F_REASON);
     p->cb(&o, p->arg);
 }
 
+/* The failure of a task whose runner is gone, worded after why it went. */
+static void report_lost(cel_pool *p, const cel_slot *task, const char *how) {
+    char why[300];
+    const char *reason = "worker_lost";
+    if (task->end == SLOT_END_TIMEOUT) {
+        snprintf(why, sizeof why, "hard time limit of %llu ms exceeded: %s %s",
+                 (unsigned long long)task->hard_ms, p->ops->what, how);
+        reason = "timeout";
+    } else if (task->end == SLOT_END_CANCEL) {
+        snprintf(why, sizeof why, "cancelled: %s %s", p->ops->what, how);
+        reason = "cancelled";
+    } else {
+        snprintf(why, sizeof why, "worker %s %s while running the task", p->ops->what, how);
+    }
+    log_warn("task %s: %s", task->id, why);
+    report_fail(p, task->id, task->token, why, reason, task->end != SLOT_END_CANCEL);
+}
+
 /* A queued task that was cancelled before its runner went: it never starts anywhere. */
 static void report_unstarted_cancel(cel_slot *s) {
-    cel_msg o;
-    memset(&o, 0, sizeof o);
-    o.op = CEL_OP_FAIL, o.id = cel_str_c(s->qid), o.token = s->qtoken;
-    o.error = cel_str_c("cancelled before it started"), o.reason = cel_str_c("cancelled");
-    cel_msg_set(&o, CEL_F_ID), cel_msg_set(&o, CEL_F_TOKEN), cel_msg_set(&o, CEL_F_ERROR);
-    cel_msg_set(&o, CEL_F_RETRY), cel_msg_set(&o, CEL_F_REASON);
     s->queued = false;
     cel_buf_reset(&s->qframe);
-    s->pool->cb(&o, s->pool->arg);
+    report_fail(s->pool, s->qid, s->qtoken, "cancelled before it started", "cancelled", false);
 }
 
 /* The task queued behind a runner that went never started: the slot's new runner gets it. */
