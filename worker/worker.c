@@ -591,7 +591,9 @@ int worker_run(const cel_worker_config *cfg, const celeriac_registry *reg) {
     /* The pool forks before the broker connection exists, so the first children never see its
      * socket (replacements close it, see pool_prefork.c). */
     w.pool = pool_new(w.base, cfg->pool, cfg->concurrency, reg, on_outcome, &w);
-    if (w.pool && !pool_set_pipeline(w.pool, cfg->pipeline)) return 1; /* main.c checked it */
+    /* Only a prefork pool pipelines (main.c refuses the flag otherwise): fails like a pool
+     * that could not start, through the same clean-up. */
+    if (w.pool && !pool_set_pipeline(w.pool, cfg->pipeline)) pool_free(w.pool), w.pool = NULL;
     cel_conn_opts o = {.brokers = cfg->brokers,
                        .nbrokers = cfg->nbrokers,
                        .role = "worker",
