@@ -34,6 +34,10 @@ struct celeriac_task_ctx {
      * check and left for the loop; aborted: an abort of it came too. */
     cel_buf next;
     bool has_next, next_aborted;
+    /* Reused for frames read while a task runs: an abort read while next is taken, and the
+     * decoding that tells what a frame is (no allocation per frame once warm). */
+    cel_buf ctl;
+    msgpack_zone peek;
     char next_id[CEL_ID_MAX + 1];
     uint64_t next_token;
     /* Bytes read from fd but not yet taken: one read() brings a task's header and body (and
@@ -151,43 +155,36 @@ static bool read_frame(celeriac_task_ctx *c, cel_buf *body) {
 }
 
 /* The op and the task a frame from the pool names (its decoding is not kept). */
-static bool frame_names(const cel_buf *f, cel_op *op, char *id, size_t cap, uint64_t *token) {
-    msgpack_zone z;
-    msgpack_zone_init(&z, 1024);
+static bool frame_names(celeriac_task_ctx *c, const cel_buf *f, cel_op *op, char *id, size_t cap,
+                        uint64_t *token) {
     cel_msg m;
-    bool ok = cel_msg_decode(f->data, f->len, &z, CEL_HARD_MAX_DEPTH, &m, NULL) == CEL_OK;
-    if (ok) {
-        *op = m.op, *token = m.token;
-        snprintf(id, cap, "%.*s", (int)m.id.len, m.id.ptr ? m.id.ptr : "");
-    }
-    msgpack_zone_destroy(&z);
-    return ok;
+    msgpack_zone_clear(&c->peek);
+    if (cel_msg_decode(f->data, f->len, &c->peek, CEL_HARD_MAX_DEPTH, &m, NULL) != CEL_OK)
+        return false;
+    *op = m.op, *token = m.token;
+    snprintf(id, cap, "%.*s", (int)m.id.len, m.id.ptr ? m.id.ptr : "");
+    return true;
 }
 
 /* Reads one frame the pool wrote while a task ran or was about to start: an abort of that task
  * (cancelled), the task queued behind it (kept in next), or an abort of that one. Anything else
  * of ours is not sent here; what cannot be read counts as the pool giving up: false. */
 static bool read_control(celeriac_task_ctx *c) {
-    cel_buf f;
-    cel_buf_init(&f);
+    /* Into next while it is free: a task frame then stays where the loop takes it from. */
+    cel_buf *f = c->has_next ? &c->ctl : &c->next;
     cel_op op;
     char id[CEL_ID_MAX + 1];
     uint64_t token;
-    bool ok = read_frame(c, &f) && frame_names(&f, &op, id, sizeof id, &token);
-    if (ok && op == CEL_OP_TASK && !c->has_next) {
-        cel_buf spare = c->next;
-        c->next = f, f = spare;
+    if (!read_frame(c, f) || !frame_names(c, f, &op, id, sizeof id, &token)) return false;
+    if (op == CEL_OP_TASK && !c->has_next) {
         c->has_next = true, c->next_aborted = false, c->next_token = token;
         snprintf(c->next_id, sizeof c->next_id, "%s", id);
-    } else if (ok && op == CEL_OP_ABORT) {
-        if (token == c->token && !strcmp(id, c->id)) c->cancelled = true;
-        if (c->has_next && token == c->next_token && !strcmp(id, c->next_id))
-            c->next_aborted = true;
-    } else {
-        ok = false;
+        return true;
     }
-    cel_buf_free(&f);
-    return ok;
+    if (op != CEL_OP_ABORT) return false;
+    if (token == c->token && !strcmp(id, c->id)) c->cancelled = true;
+    if (c->has_next && token == c->next_token && !strcmp(id, c->next_id)) c->next_aborted = true;
+    return true;
 }
 
 static bool readable(int fd) {
@@ -331,6 +328,8 @@ void runner_loop(int fd, const celeriac_registry *r) {
     ctx.fd = fd;
     cel_buf frame, out;
     cel_buf_init(&frame), cel_buf_init(&out), cel_buf_init(&ctx.result), cel_buf_init(&ctx.next);
+    cel_buf_init(&ctx.ctl);
+    msgpack_zone_init(&ctx.peek, 1024);
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
     for (;;) {
@@ -355,7 +354,8 @@ void runner_loop(int fd, const celeriac_registry *r) {
         write_outcome(fd, &out, &ctx, &t, rc);
     }
     cel_buf_free(&frame), cel_buf_free(&out), cel_buf_free(&ctx.result), cel_buf_free(&ctx.next);
-    msgpack_zone_destroy(&zone);
+    cel_buf_free(&ctx.ctl);
+    msgpack_zone_destroy(&zone), msgpack_zone_destroy(&ctx.peek);
 }
 
 /* ---- in the caller's own thread (the solo pool) ------------------------------------------ */
