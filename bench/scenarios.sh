@@ -43,6 +43,24 @@ fresh_redis() {
   for _ in $(seq 100); do redis-cli -p "$RP" ping > /dev/null 2>&1 && break; sleep 0.05; done
 }
 
+# Rewrites the AOF now, waits for it, and turns Redis's automatic rewrites off for the drain:
+# otherwise the fill decides where they fall (a shallow fill's first one, at the 64 MB minimum,
+# landed inside its drain; a deep fill had all of its own before), and the drains compared
+# when Redis rewrites, not how the cost per task moves with depth.
+aof_compact() {
+  local before
+  before=$(redis-cli -p "$RP" info persistence | awk -F: '$1 == "aof_rewrites" {print $2+0}')
+  redis-cli -p "$RP" bgrewriteaof > /dev/null
+  for _ in $(seq 1200); do
+    redis-cli -p "$RP" info persistence | awk -F: -v b="$before" '
+      $1 == "aof_rewrites" {n = $2 + 0} $1 ~ /^aof_rewrite_(in_progress|scheduled)$/ {busy += $2}
+      END {exit !(n > b && busy == 0)}' &&
+      redis-cli -p "$RP" config set auto-aof-rewrite-percentage 0 > /dev/null && return 0
+    sleep 0.1
+  done
+  echo "AOF rewrite did not finish in 120 s" >&2; return 1
+}
+
 # depth D: enqueue DRAIN + D tasks with no worker, then time the first DRAIN starts; sets
 # DEPTH_RATE (not echoed: a command substitution would run it in a subshell, whose redis-server
 # the caller could not stop).
@@ -52,6 +70,7 @@ depth() {
   fresh_redis
   start_broker "depth$d"
   "$PRODUCER" "127.0.0.1:$BP" bench 0 $((DRAIN + d)) 0 256 > /dev/null
+  aof_compact
   for i in 1 2; do
     BENCH_REC_DIR=$rec "$BUILD/worker/celeriac-worker" --broker "127.0.0.1:$BP" --queues bench \
       --concurrency 1 --prefetch 64 --log-level warn --plugin "$BUILD/bench/libbenchrecord.so" \
