@@ -3,7 +3,8 @@
 #   depth    drain rate of DRAIN (default 100,000) tasks with 1,000 vs 1,000,000 more queued
 #            behind them (2 workers; the cost per task must not grow with the queue); shallow and
 #            deep alternate DEPTH_REPS times (default 3) and the medians are compared, because a
-#            single window of a few seconds swings with the host's noise and Redis's AOF rewrites
+#            single window of a few seconds swings with the host's noise; each drain starts from
+#            a rewritten AOF with automatic rewrites off (aof_compact)
 #   idle     broker RSS per idle connection (10,000 producers that said hello, then nothing);
 #            and the pipelined e2e rate of DRAIN tasks with those 10,000 held open beside it,
 #            or with 10,000 waits for results pending, against none (the cost per task must not
